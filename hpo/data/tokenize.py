@@ -1,0 +1,49 @@
+"""Tokenization done once: cached on disk, keyed by the data, the tokenizer and max_length."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import datasets
+
+    from hpo.data.prepare import Splits
+
+
+def tokenizer_key(tokenizer: Any) -> str:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    text = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def cache_key(splits: "Splits", tokenizer: Any, max_length: int) -> str:
+    return hashlib.sha256(f"{splits.key}|{tokenizer_key(tokenizer)}|{max_length}".encode()).hexdigest()[:20]
+
+
+def tokenize_splits(splits: "Splits", tokenizer: Any, *, max_length: int,
+                    cache_dir: Path) -> "datasets.DatasetDict":
+    """train and validation as input_ids/attention_mask/labels/length, unpadded (padding is per batch)."""
+    import datasets
+
+    folder = cache_dir / f"tokenized-{cache_key(splits, tokenizer, max_length)}"
+    if (folder / "dataset_dict.json").is_file():
+        return datasets.load_from_disk(str(folder))
+    pair = "text_pair" in splits.train.column_names
+
+    def encode(batch: dict[str, list[Any]]) -> dict[str, Any]:
+        enc = tokenizer(batch["text"], batch["text_pair"] if pair else None, truncation=True,
+                        max_length=max_length)
+        enc["length"] = [len(ids) for ids in enc["input_ids"]]
+        return enc
+
+    dd = datasets.DatasetDict({"train": splits.train, "validation": splits.validation})
+    drop = [c for c in splits.train.column_names if c != "label"]
+    tokenized = dd.map(encode, batched=True, remove_columns=drop).rename_column("label", "labels")
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tokenized.save_to_disk(str(tmp))
+    tmp.replace(folder)  # atomic: a killed run never leaves a half-written cache behind
+    return datasets.load_from_disk(str(folder))

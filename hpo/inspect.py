@@ -1,0 +1,74 @@
+"""Looking at a study: the trial table, the best trial, the dashboard."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from hpo.errors import StageError
+from hpo.study.counts import count_trials
+from hpo.study.factory import load_existing, open_storage, study_names
+from hpo.study.storage import redact
+
+if TYPE_CHECKING:
+    from hpo.spec import LoadedStudy
+
+
+def _studies(study: "LoadedStudy") -> list[Any]:
+    storage = open_storage(study)
+    found = []
+    for model, name in study_names(study).items():
+        s = load_existing(study, model, storage)
+        if s is None:
+            raise StageError(f"study {name!r} is not in {redact(study.paths.storage_url)} yet",
+                             hint="start it with 'hpo run'")
+        found.append((model, s))
+    return found
+
+
+def print_status(study: "LoadedStudy", *, limit: int = 50) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from hpo.progress import format_params
+
+    console = Console(highlight=False)
+    for model, s in _studies(study):
+        trials = s.get_trials(deepcopy=False)
+        shown = trials if not limit else trials[-limit:]
+        counts = count_trials(s)
+        table = Table(title=f"{s.study_name}  ({model})  {counts.finished}/{study.spec.search.n_trials} finished: "
+                            f"{counts.complete} complete, {counts.pruned} pruned, {counts.failed} failed, "
+                            f"{counts.running} running", title_justify="left")
+        for col in ("#", "state", study.spec.objective.metric, "duration", "worker", "params"):
+            table.add_column(col, no_wrap=col != "params")
+        for t in shown:
+            secs = t.user_attrs.get("duration_s")
+            table.add_row(str(t.number), t.state.name, "" if t.value is None else f"{t.value:.4f}",
+                          f"{secs:.0f}s" if secs is not None else "", str(t.user_attrs.get("worker", "")),
+                          format_params(t.params))
+        console.print(table)
+        if limit and len(trials) > limit:
+            console.print(f"({len(trials) - limit} earlier trials not shown; --limit 0 shows all)")
+
+
+def best_trials(study: "LoadedStudy") -> Any:
+    out = []
+    for model, s in _studies(study):
+        try:
+            b = s.best_trial
+        except ValueError:
+            raise StageError(f"study {s.study_name!r} has no completed trial yet", hint="run 'hpo run'") from None
+        out.append({"model": model, "study_name": s.study_name, "number": b.number, "value": b.value,
+                    "params": b.params, "metrics": b.user_attrs.get("metrics", {}),
+                    "duration_s": b.user_attrs.get("duration_s")})
+    return out[0] if len(out) == 1 else out
+
+
+def start_dashboard(study: "LoadedStudy", *, host: str, port: int) -> None:
+    from optuna_dashboard import run_server
+
+    from hpo.progress import say
+
+    storage = open_storage(study)
+    say(f"optuna-dashboard for {redact(study.paths.storage_url)} at http://{host}:{port}/ (Ctrl-C to stop)")
+    run_server(storage, host=host, port=port)

@@ -1,0 +1,186 @@
+"""The flow: spec -> data -> search -> final model -> evaluation -> report -> hub.
+
+Each stage reads the spec and the study store and writes to the store or the output folder, so
+`hpo run` can be stopped anywhere and rerun: it skips what is already done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hpo import progress
+from hpo.errors import SpecError, StageError
+from hpo.results import read_json, results_path, write_json
+from hpo.study.counts import count_trials
+from hpo.study.factory import load_existing, open_storage, study_names
+from hpo.study.storage import SqliteLock, is_sqlite, redact
+
+if TYPE_CHECKING:
+    from hpo.data import Splits
+    from hpo.spec import LoadedStudy
+
+
+def prepare(study: "LoadedStudy") -> "Splits":
+    from hpo.data import prepare_splits
+
+    splits = prepare_splits(study)
+    progress.say(f"data: {len(splits.train)} train, {len(splits.validation)} validation, {len(splits.test)} test "
+                 f"rows; labels {', '.join(splits.label_names)}")
+    return splits
+
+
+def search(study: "LoadedStudy", splits: "Splits", storage: Any, *, max_trials: int | None = None,
+           sole_process: bool = False, wait_for_others: bool = True) -> int:
+    """Run the missing trials of every model's study. Returns the trials this process ran."""
+    from hpo.search.runner import build_context, enqueue_baseline, fail_orphans, run_trials
+
+    spec = study.spec
+    ran = 0
+    for model in spec.models:
+        ctx = build_context(study, model, splits, storage)
+        if sole_process and (n := fail_orphans(ctx.optuna_study)):
+            progress.say(f"{n} trial(s) left running by a stopped process marked failed")
+        counts = count_trials(ctx.optuna_study)
+        progress.say(f"study {ctx.optuna_study.study_name!r} on {redact(study.paths.storage_url)}: "
+                     f"{counts.finished}/{spec.search.n_trials} trials finished")
+        enqueue_baseline(ctx)
+        reporter = progress.trial_reporter(spec.search.n_trials, spec.objective.metric)
+        ran += run_trials(ctx, max_trials=None if max_trials is None else max_trials - ran,
+                          timeout=spec.search.timeout, on_trial=reporter, wait_for_others=wait_for_others)
+    return ran
+
+
+def finalize(study: "LoadedStudy", splits: "Splits", storage: Any, *, search_seconds: float = 0.0) -> dict[str, Any]:
+    """Promote, evaluate on unseen data and write results.json; once, whoever else asks at the same time."""
+    from hpo.evaluation import evaluate_on
+    from hpo.final import final_lock, model_dir, promote
+    from hpo.results import build_results
+
+    spec, out = study.spec, study.paths.output_dir
+    with final_lock(out):
+        previous = read_json(results_path(out)) or {}
+        rows = []
+        for model, name in study_names(study).items():
+            optuna_study = load_existing(study, model, storage)
+            if optuna_study is None:
+                raise StageError(f"study {name!r} is not in the storage yet", hint="run 'hpo run' first")
+            counts = count_trials(optuna_study)
+            if counts.finished < spec.search.n_trials and counts.running:
+                raise StageError(f"study {name!r} has {counts.finished}/{spec.search.n_trials} finished trials "
+                                 f"and {counts.running} running", hint="finalize once the workers are done")
+            target = model_dir(out, model, len(spec.models) > 1)
+            final = promote(study, model, optuna_study, splits, target)
+            old = next((m for m in previous.get("models", []) if m.get("study_name") == name), None)
+            if old and old.get("final", {}).get("trial") == final["trial"] and old.get("test"):
+                test = old["test"]
+            else:
+                progress.say(f"evaluating trial {final['trial']} of {name!r} on {len(splits.test)} unseen rows")
+                test = evaluate_on(str(target), splits.test, splits.label_names,
+                                   max_length=spec.dataset.max_length, average=spec.objective.average)
+            rows.append({"model": model, "study_name": name, "path": str(target), "final": final,
+                         "test": test, "optuna_study": optuna_study})
+        results = build_results(study, splits, rows, search_seconds=search_seconds, previous=previous)
+        if len(rows) > 1:
+            _copy_winner(out, results)
+        write_json(results_path(out), results)
+    return results
+
+
+def _copy_winner(out: Path, results: dict[str, Any]) -> None:
+    import shutil
+
+    src = Path(results["final"]["path"])
+    dst = out / "best-model"
+    tmp = dst.with_name("best-model.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    shutil.rmtree(dst, ignore_errors=True)
+    tmp.replace(dst)
+    results["final"]["path"] = str(dst)
+
+
+def report(study: "LoadedStudy", results: dict[str, Any], storage: Any) -> list[Path]:
+    try:
+        from hpo.report import write_report
+    except ImportError:
+        return []
+    return write_report(study, results, storage)
+
+
+def publish(study: "LoadedStudy", results: dict[str, Any]) -> dict[str, Any] | None:
+    if study.spec.hub is None:
+        return None
+    from hpo.hub import push_outputs
+
+    return push_outputs(study)
+
+
+def start_local_workers(study: "LoadedStudy", n: int) -> list[subprocess.Popen[bytes]]:
+    if n <= 0:
+        return []
+    if is_sqlite(study.paths.storage_url):
+        raise SpecError(f"--workers {n} needs a storage that many processes can share; this study uses SQLite",
+                        file=study.file, path="storage",
+                        hint="set storage: postgresql+psycopg://user@host/db (or HPO_STORAGE)")
+    cmd = [sys.executable, "-m", "hpo", "worker", str(study.paths.study_file),
+           "--storage", study.paths.storage_url, "--output-dir", str(study.paths.output_dir)]
+    return [subprocess.Popen(cmd) for _ in range(n)]
+
+
+def run(study: "LoadedStudy", *, workers: int = 0, push: bool = True) -> dict[str, Any]:
+    """The whole study: search (with local workers), final model, evaluation, report, push."""
+    progress.quiet_libraries()
+    splits = prepare(study)
+    url = study.paths.storage_url
+    lock = SqliteLock(url) if is_sqlite(url) else contextlib.nullcontext()
+    procs = start_local_workers(study, workers)
+    try:
+        with lock:
+            storage = open_storage(study)
+            start = time.perf_counter()
+            search(study, splits, storage, sole_process=is_sqlite(url))
+            for p in procs:
+                p.wait()
+            results = finalize(study, splits, storage, search_seconds=time.perf_counter() - start)
+            report(study, results, storage)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+    final = results["final"]
+    progress.say(f"final model: trial {final['trial']} ({final['how']}), test "
+                 f"{study.spec.objective.metric if study.spec.objective.metric in final['test_metrics'] else 'accuracy'}"
+                 f"={final['test_metrics'].get(study.spec.objective.metric, final['test_metrics']['accuracy']):.4f}"
+                 f" -> {final['path']}")
+    if push:
+        pushed = publish(study, results)
+        if pushed:
+            progress.say(f"pushed to {pushed['url']}")
+    return results
+
+
+def run_worker(study: "LoadedStudy", *, max_trials: int | None = None) -> int:
+    """One worker: join the shared study and run trials; the coordinator finalizes."""
+    progress.quiet_libraries()
+    splits = prepare(study)
+    url = study.paths.storage_url
+    with SqliteLock(url) if is_sqlite(url) else contextlib.nullcontext():
+        storage = open_storage(study)
+        return search(study, splits, storage, max_trials=max_trials, sole_process=is_sqlite(url),
+                      wait_for_others=max_trials is None)
+
+
+def finalize_only(study: "LoadedStudy") -> dict[str, Any]:
+    progress.quiet_libraries()
+    splits = prepare(study)
+    url = study.paths.storage_url
+    with SqliteLock(url) if is_sqlite(url) else contextlib.nullcontext():
+        storage = open_storage(study)
+        results = finalize(study, splits, storage)
+        report(study, results, storage)
+    return results

@@ -1,0 +1,69 @@
+"""What a person watching a run sees: one line per trial with its state and value, and the best so far."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+
+if TYPE_CHECKING:
+    import optuna
+
+console = Console(stderr=True, highlight=False, soft_wrap=True)
+STATE_STYLE = {"COMPLETE": "green", "PRUNED": "yellow", "FAIL": "red", "RUNNING": "cyan", "WAITING": "dim"}
+
+
+def say(message: str) -> None:
+    console.print(message)
+
+
+def format_params(params: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
+def trial_line(study: "optuna.Study", trial: "optuna.trial.FrozenTrial", n_trials: int, metric: str) -> str:
+    from hpo.study.counts import count_trials
+
+    state = trial.state.name
+    value = "" if trial.value is None else f"{metric}={trial.value:.4f}"
+    if state == "PRUNED":
+        value = f"pruned at {trial.user_attrs.get('progress', '?')}% of an epoch"
+    elif state == "FAIL":
+        value = str(trial.system_attrs.get("fail_reason", "failed")).splitlines()[0][:120]
+    try:
+        best = study.best_trial
+        best_text = f"best {best.value:.4f} (#{best.number})"
+    except ValueError:
+        best_text = "no best yet"
+    done = count_trials(study).finished
+    secs = trial.user_attrs.get("duration_s")
+    took = f"{secs:.0f}s" if isinstance(secs, (int, float)) else ""
+    style = STATE_STYLE.get(state, "")
+    return (f"[{done}/{n_trials}] trial {trial.number:>3} [{style}]{state:<8}[/{style}] {value:<28} {took:>5}  "
+            f"{best_text}  {format_params(trial.params)}")
+
+
+def trial_reporter(n_trials: int, metric: str) -> Any:
+    def report(study: "optuna.Study", trial: "optuna.trial.FrozenTrial") -> None:
+        console.print(trial_line(study, trial, n_trials, metric))
+        sys.stderr.flush()
+    return report
+
+
+def quiet_libraries() -> None:
+    """Library chatter (per-step logs, progress bars) would drown the per-trial lines."""
+    import logging
+    import os
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    import optuna
+    import transformers
+    import datasets
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    datasets.utils.logging.set_verbosity_error()
+    datasets.disable_progress_bars()
+    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)

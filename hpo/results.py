@@ -1,0 +1,90 @@
+"""results.json: written atomically, so a kill never leaves half a file, and read back by later stages."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=2, sort_keys=False, default=str)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def results_path(output_dir: Path) -> Path:
+    return output_dir / "results.json"
+
+
+def trial_record(t: Any) -> dict[str, Any]:
+    return {"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
+            "duration_s": t.user_attrs.get("duration_s"), "baseline": bool(t.user_attrs.get("baseline")),
+            "worker": t.user_attrs.get("worker")}
+
+
+def model_summary(row: dict[str, Any]) -> dict[str, Any]:
+    """One model's study: best trial, baseline, counts and the final model's unseen-data scores."""
+    from hpo.study.counts import count_trials
+
+    study = row["optuna_study"]
+    trials = study.get_trials(deepcopy=False)
+    best = study.best_trial
+    baseline = next((t for t in trials if t.user_attrs.get("baseline")), None)
+    compute = sum(t.user_attrs.get("duration_s") or 0 for t in trials)
+    test = row["test"]
+    return {
+        "model": row["model"], "study_name": row["study_name"], "path": row["path"],
+        "best_trial": best.number, "best_value": best.value, "best_params": best.params,
+        "validation_metrics": best.user_attrs.get("metrics", {}),
+        "baseline": trial_record(baseline) if baseline else None,
+        "counts": count_trials(study).as_dict(), "compute_s": round(compute, 2),
+        "final": row["final"], "test": test,
+    }
+
+
+def build_results(study: Any, splits: Any, rows: list[dict[str, Any]], *, search_seconds: float,
+                  previous: dict[str, Any]) -> dict[str, Any]:
+    from hpo.study.storage import redact
+
+    spec = study.spec
+    models = [model_summary(r) for r in rows]
+    maximize = spec.objective.resolved_direction == "maximize"
+    winner = (max if maximize else min)(models, key=lambda m: m["best_value"])
+    timings = dict(previous.get("timings", {}))
+    if search_seconds:
+        timings["last_run_search_s"] = round(search_seconds, 2)
+    timings["compute_s"] = round(sum(m["compute_s"] for m in models), 2)
+    return {
+        "study": spec.name, "study_file": str(study.paths.study_file), "task": spec.task,
+        "storage": redact(study.paths.storage_url),
+        "objective": {"metric": spec.objective.metric, "direction": spec.objective.resolved_direction},
+        "data": splits.summary(),
+        "search": {"n_trials": spec.search.n_trials,
+                   "space": {k: v.model_dump() for k, v in spec.search.space.items()},
+                   "sampler": spec.search.sampler.model_dump(), "pruner": spec.search.pruner.model_dump(),
+                   "training": spec.training},
+        "final": {"model": winner["model"], "study_name": winner["study_name"], "trial": winner["best_trial"],
+                  "how": winner["final"]["how"], "path": winner["path"], "params": winner["best_params"],
+                  "validation_metrics": winner["validation_metrics"],
+                  "test_metrics": winner["test"]["metrics"], "labels": winner["test"]["labels"],
+                  "confusion_matrix": winner["test"]["confusion_matrix"],
+                  "per_class": winner["test"]["per_class"]},
+        "models": models,
+        "trials": {m["study_name"]: [trial_record(t) for t in r["optuna_study"].get_trials(deepcopy=False)]
+                   for m, r in zip(models, rows)},
+        "timings": timings,
+        "hub": previous.get("hub"),
+    }

@@ -1,0 +1,91 @@
+"""Build the search Trainer from the spec: arguments, data, collator, metrics and model_init."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hpo import metrics as metric_lib
+from hpo.models import BaseModel, load_tokenizer, resolve_model
+from hpo.search.space import make_hp_space
+from hpo.spec.checks import normalized_training
+
+if TYPE_CHECKING:
+    from hpo.data import Splits
+    from hpo.spec import LoadedStudy
+
+_BASE_MODELS: dict[tuple[str, tuple[str, ...]], BaseModel] = {}
+
+
+def base_model(source: str, label_names: list[str]) -> BaseModel:
+    """One BaseModel per process and label set: the weights are read from disk once."""
+    key = (source, tuple(label_names))
+    if key not in _BASE_MODELS:
+        _BASE_MODELS[key] = BaseModel(source, id2label=dict(enumerate(label_names)))
+    return _BASE_MODELS[key]
+
+
+def set_threads() -> None:
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    torch.set_num_threads(max(1, cores))
+
+
+def training_arguments(study: "LoadedStudy", output_dir: Path, **overrides: Any) -> Any:
+    from transformers import TrainingArguments
+
+    values: dict[str, Any] = {
+        "per_device_eval_batch_size": 128, "report_to": [], "disable_tqdm": True, "save_strategy": "no",
+        "logging_strategy": "steps", "logging_steps": 50, "eval_strategy": "steps", "eval_steps": 50,
+        "train_sampling_strategy": "group_by_length", "dataloader_num_workers": 0,
+        "dataloader_pin_memory": False,
+    }
+    values.update(normalized_training(study))
+    values.update(overrides)
+    return TrainingArguments(output_dir=str(output_dir), **values)
+
+
+def compute_metrics_fn(study: "LoadedStudy") -> Any:
+    names = metric_lib.metric_names(study.spec.objective.metric)
+    for n in names:
+        metric_lib.load_metric(n)  # fail before training, not at the first evaluation
+    average = study.spec.objective.average
+
+    def compute(pred: Any) -> dict[str, float]:
+        logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
+        return metric_lib.compute(names, np.argmax(logits, axis=-1), pred.label_ids, average=average)
+    return compute
+
+
+def build_trainer(study: "LoadedStudy", model_id: str, splits: "Splits", *, checkpoints: Path | None) -> Any:
+    from transformers import DataCollatorWithPadding
+
+    from hpo.data import tokenize_splits
+    from hpo.search.trainer import SearchTrainer
+
+    set_threads()
+    spec = study.spec
+    source = resolve_model(model_id, str(study.paths.base_dir))
+    tokenizer = load_tokenizer(source)
+    tokenized = tokenize_splits(splits, tokenizer, max_length=spec.dataset.max_length,
+                                cache_dir=study.paths.output_dir / "cache")
+    base = base_model(source, splits.label_names)
+    trainer = SearchTrainer(
+        model_init=lambda trial=None: base.build(),
+        args=training_arguments(study, study.paths.output_dir / "scratch"),
+        train_dataset=tokenized["train"], eval_dataset=tokenized["validation"],
+        data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
+        compute_metrics=compute_metrics_fn(study),
+        evals_per_epoch=spec.search.evals_per_epoch, objective_key=spec.objective.metric,
+        direction=spec.objective.resolved_direction, checkpoints=checkpoints,
+        keep_checkpoints=spec.search.keep_checkpoints, n_trials=spec.search.n_trials)
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # per-step log dicts; progress.py prints one line per trial
+    trainer.hp_space_fn = make_hp_space(spec.search)
+    trainer.base_model = base
+    return trainer

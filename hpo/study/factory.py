@@ -1,0 +1,100 @@
+"""Optuna objects from the validated spec: sampler, pruner, and the study itself."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from hpo.study.storage import make_storage
+
+if TYPE_CHECKING:
+    import optuna
+
+    from hpo.spec import LoadedStudy
+    from hpo.spec.schema import PrunerSpec, SamplerSpec, SearchSpec
+
+
+def study_names(study: "LoadedStudy") -> dict[str, str]:
+    """Model -> study name in the storage: the file's name, suffixed per model when comparing several."""
+    models = study.spec.models
+    if len(models) == 1:
+        return {models[0]: study.spec.name}
+    return {m: f"{study.spec.name}--{m.rstrip('/').replace('/', '_')}" for m in models}
+
+
+def make_sampler(spec: "SamplerSpec", search: "SearchSpec") -> "optuna.samplers.BaseSampler":
+    import optuna
+
+    s = optuna.samplers
+    startup = {} if spec.n_startup_trials is None else {"n_startup_trials": spec.n_startup_trials}
+    if spec.name == "tpe":
+        return s.TPESampler(seed=spec.seed, **startup)
+    if spec.name == "random":
+        return s.RandomSampler(seed=spec.seed)
+    if spec.name == "cmaes":
+        return s.CmaEsSampler(seed=spec.seed, **startup)
+    if spec.name == "gp":
+        return s.GPSampler(seed=spec.seed, **startup)
+    if spec.name == "nsga2":
+        return s.NSGAIISampler(seed=spec.seed)
+    return s.GridSampler(grid_values(search), seed=spec.seed)
+
+
+def grid_values(search: "SearchSpec") -> dict[str, list[Any]]:
+    from hpo.spec.schema import CategoricalParam
+
+    grid: dict[str, list[Any]] = {}
+    for key, p in search.space.items():
+        if isinstance(p, CategoricalParam):
+            grid[key] = list(p.choices)
+        else:
+            n = int(round((p.high - p.low) / p.step)) + 1
+            grid[key] = [type(p.low)(p.low + i * p.step) for i in range(n)]
+    return grid
+
+
+def make_pruner(spec: "PrunerSpec") -> "optuna.pruners.BasePruner":
+    import optuna
+
+    p = optuna.pruners
+    if spec.name == "none":
+        return p.NopPruner()
+    if spec.name == "median":
+        return p.MedianPruner(n_startup_trials=spec.n_startup_trials, n_warmup_steps=spec.n_warmup_steps,
+                              interval_steps=spec.interval_steps)
+    if spec.name == "percentile":
+        return p.PercentilePruner(spec.percentile, n_startup_trials=spec.n_startup_trials,
+                                  n_warmup_steps=spec.n_warmup_steps, interval_steps=spec.interval_steps)
+    if spec.name == "successive_halving":
+        return p.SuccessiveHalvingPruner(min_resource=spec.min_resource, reduction_factor=spec.reduction_factor)
+    return p.HyperbandPruner(min_resource=1 if spec.min_resource == "auto" else spec.min_resource,
+                             max_resource=spec.max_resource, reduction_factor=spec.reduction_factor)
+
+
+def open_storage(study: "LoadedStudy") -> Any:
+    s = study.spec.search
+    return make_storage(study.paths.storage_url, heartbeat_interval=s.heartbeat_interval,
+                        grace_period=s.grace_period, max_retries=s.max_retries)
+
+
+def study_kwargs(study: "LoadedStudy", model: str, storage: Any) -> dict[str, Any]:
+    """What `Trainer.hyperparameter_search` passes on to `optuna.create_study`."""
+    search = study.spec.search
+    return {"storage": storage, "study_name": study_names(study)[model], "load_if_exists": True,
+            "sampler": make_sampler(search.sampler, search), "pruner": make_pruner(search.pruner)}
+
+
+def load_or_create(study: "LoadedStudy", model: str, storage: Any) -> "optuna.Study":
+    import optuna
+
+    kw = study_kwargs(study, model, storage)
+    return optuna.create_study(direction=study.spec.objective.resolved_direction, **kw)
+
+
+def load_existing(study: "LoadedStudy", model: str, storage: Any) -> "optuna.Study | None":
+    import optuna
+
+    name = study_names(study)[model]
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        return None

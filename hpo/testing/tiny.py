@@ -1,0 +1,31 @@
+"""Tiny models for tests: a BERT of a few thousand parameters with a word-level vocabulary."""
+
+from __future__ import annotations
+
+import collections
+import re
+from pathlib import Path
+from typing import Iterable
+
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def build_tiny_model(folder: Path, texts: Iterable[str], *, vocab_size: int = 200, hidden: int = 8,
+                     num_labels: int = 2) -> Path:
+    """Save a tiny BERT and its tokenizer (vocabulary from the most common words of `texts`)."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    counts = collections.Counter(w for t in texts for w in re.findall(r"\w+|[^\w\s]", t.lower()))
+    words = [w for w, _ in counts.most_common(vocab_size - len(SPECIALS))]
+    (folder / "vocab.txt").write_text("\n".join(SPECIALS + words) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    config = BertConfig(vocab_size=len(SPECIALS) + len(words), hidden_size=hidden, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=2 * hidden, max_position_embeddings=128,
+                        num_labels=num_labels)
+    torch.manual_seed(0)
+    BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

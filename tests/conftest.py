@@ -1,0 +1,84 @@
+"""Shared fixtures: tiny models built from a config, SST-2 slices from ../shared/data, study files."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def sst2_rows(split: str, n: int) -> list[dict[str, str]]:
+    with open(SHARED / "sst2" / f"{split}.csv", newline="") as fh:
+        return [r for _, r in zip(range(n), csv.DictReader(fh))]
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A BERT of a few thousand parameters with a vocabulary from SST-2 sentences."""
+    from hpo.testing.tiny import build_tiny_model
+
+    texts = [r["sentence"] for r in sst2_rows("train", 3000)]
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", texts)
+
+
+@pytest.fixture
+def make_study(tmp_path: Path, tiny_model: Path) -> Callable[..., Path]:
+    """Write a study file (tiny model, SST-2 slices as CSV with string labels) with overrides; return its path."""
+    data = tmp_path / "data"
+    data.mkdir()
+    names = {"0": "negative", "1": "positive"}
+    for split, n in (("train", 240), ("validation", 80), ("test", 80)):
+        src = "train" if split == "train" else "validation" if split == "validation" else "test"
+        rows = sst2_rows(src, n)
+        with open(data / f"{split}.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["review", "sentiment"])
+            w.writerows([r["sentence"], names[r["label"]]] for r in rows)
+
+    def make(**overrides: Any) -> Path:
+        doc: dict[str, Any] = {
+            "name": "tiny",
+            "model": str(tiny_model),
+            "dataset": {"train": "data/train.csv", "validation": "data/validation.csv", "test": "data/test.csv",
+                        "text_column": "review", "label_column": "sentiment", "max_length": 32},
+            "search": {"n_trials": 3, "evals_per_epoch": 2,
+                       "space": {"learning_rate": {"type": "float", "low": 1e-3, "high": 5e-2, "log": True},
+                                 "per_device_train_batch_size": {"type": "categorical", "choices": [16, 32]}},
+                       "sampler": {"name": "random", "seed": 0},
+                       "pruner": {"name": "none"}},
+            "training": {"num_train_epochs": 2, "seed": 0},
+        }
+        for key, value in overrides.items():
+            section, _, sub = key.partition("__")
+            if sub:
+                doc.setdefault(section, {})[sub] = value
+            elif value is None:
+                doc.pop(section, None)
+            else:
+                doc[section] = value
+        path = tmp_path / "study.yaml"
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        return path
+
+    return make
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+            timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """`python -m hpo ARGS` in a subprocess, as a user runs it."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "hpo", *args], capture_output=True, text=True,
+                          env=full_env, cwd=cwd, timeout=timeout)
