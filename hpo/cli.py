@@ -25,9 +25,13 @@ StorageOpt = typer.Option(None, "--storage", help="Storage URL (overrides HPO_ST
 OutputOpt = typer.Option(None, "--output-dir", help="Output folder (overrides HPO_OUTPUT_DIR and the file).")
 
 
+_current_file: list[str] = []  # the study file of this command, named by errors raised without one
+
+
 def _load(study_file: Path, storage: Optional[str] = None, output_dir: Optional[str] = None) -> Any:
     from hpo.spec import load_study
 
+    _current_file[:] = [str(study_file)]
     return load_study(study_file, storage=storage, output_dir=output_dir)
 
 
@@ -36,9 +40,17 @@ def _out(text: str) -> None:
 
 
 @app.command()
-def validate(study_file: Path = StudyArg) -> None:
-    """Check a study file and nothing else."""
+def validate(study_file: Path = StudyArg,
+             data: bool = typer.Option(False, "--data", help="Also read the data: columns, labels, empty splits.")
+             ) -> None:
+    """Check a study file (and with --data the rows it points at); trains nothing."""
     study = _load(study_file)
+    if data:
+        from hpo.data import prepare_splits
+        from hpo.progress import quiet_libraries
+
+        quiet_libraries()
+        _out(f"{study_file}: data ok ({json.dumps(prepare_splits(study).summary())})")
     _out(f"{study_file}: ok ({len(study.spec.search.space)} searched parameters, "
          f"{study.spec.search.n_trials} trials, model {', '.join(study.spec.models)})")
 
@@ -135,13 +147,14 @@ def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     debug = os.environ.get("HPO_DEBUG", "") not in ("", "0")
+    _current_file.clear()
     try:
         app(args=argv, standalone_mode=False)
         return 0
     except HpoError as e:
         if debug:
             raise
-        sys.stderr.write(f"error: {e.one_line()}\n")
+        sys.stderr.write(f"error: {e.one_line(study_file=next(iter(_current_file), None))}\n")
         return e.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("interrupted: finished trials are saved; rerun the same command to continue\n")

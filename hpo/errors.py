@@ -8,14 +8,20 @@ class HpoError(Exception):
 
     exit_code = 1
     hint: str | None = None
+    file: str | None = None
+    key: str | None = None  # the study-file key this kind of error is about, when the message lacks one
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
         if hint is not None:
             self.hint = hint
 
-    def one_line(self) -> str:
+    def one_line(self, *, study_file: str | None = None) -> str:
+        """The message on one line; errors raised without a file get `study_file` (and their key) in front."""
         text = " ".join(str(self).split())
+        if study_file and self.file is None:
+            where = ": ".join(p for p in (study_file, None if isinstance(self, SpecError) else self.key) if p)
+            text = f"{where}: {text}"
         return f"{text} ({self.hint})" if self.hint else text
 
 
@@ -39,6 +45,7 @@ class StorageError(HpoError):
     """The study storage cannot be reached or used."""
 
     exit_code = 2
+    key = "storage"
 
 
 class ConcurrencyError(StorageError):
@@ -51,6 +58,7 @@ class HubError(HpoError):
     """A push to or download from the Hub failed; what is on disk is untouched."""
 
     exit_code = 4
+    key = "hub"
 
 
 class StageError(HpoError):

@@ -54,6 +54,10 @@ def prepare_splits(study: "LoadedStudy") -> Splits:
     carved: list[str] = []
     for split, fraction in (("test", d.test_fraction), ("validation", d.validation_fraction)):
         if split not in splits:
+            if len(splits["train"]) * fraction < 1 or len(splits["train"]) * (1 - fraction) < 2:
+                raise DataError(f"train has {len(splits['train'])} rows: too few to carve a {split} split "
+                                f"({fraction:.0%}) from it", file=study.file, path=f"dataset.{split}",
+                                hint=f"give a {split} file or more training rows")
             parts = _split(splits["train"], fraction, d.seed)
             splits["train"], splits[split] = parts["train"], parts["test"]
             carved.append(split)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
+import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 from hpo.errors import DataError
 
@@ -50,16 +52,43 @@ def _from_files(study: "LoadedStudy") -> tuple[dict[str, "datasets.Dataset"], st
             except UnicodeDecodeError as e:
                 raise DataError(f"{given} is not UTF-8 (byte {e.start})", hint="re-save the file as UTF-8",
                                 **where) from None
+        lines = [line for line in raw.splitlines() if line.strip()] if path.suffix.lower() != ".parquet" else [b""]
+        if len(lines) <= (1 if path.suffix.lower() == ".csv" else 0):
+            raise DataError(f"{given} has no rows", hint="point it at a file with rows", **where)
         digest.update(split.encode() + hashlib.sha256(raw).digest())
         try:
-            ds = datasets.load_dataset(BUILDERS[path.suffix.lower()], data_files={split: str(path)},
-                                       split=split)
+            with _builders_silent():  # they log the parse error too; it is reported once, below
+                ds = datasets.load_dataset(BUILDERS[path.suffix.lower()], data_files={split: str(path)},
+                                           split=split)
         except Exception as e:  # the builders raise many kinds for malformed files
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise DataError(f"cannot parse {given}: {reason[:200]}", hint="check the file's format",
+            raise DataError(f"cannot parse {given}: {_root_reason(e)[:200]}", hint="check the file's format",
                             **where) from None
         out[split] = ds
     return out, digest.hexdigest()
+
+
+@contextlib.contextmanager
+def _builders_silent() -> Iterator[None]:
+    logger = logging.getLogger("datasets")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _root_reason(e: BaseException) -> str:
+    """The innermost cause's first line: datasets wraps the parser's useful message in a generic one."""
+    seen = []
+    while e is not None and e not in seen:
+        seen.append(e)
+        e = e.__cause__ or e.__context__
+    for err in reversed(seen):
+        text = str(err).strip()
+        if text:
+            return text.splitlines()[0]
+    return type(seen[0]).__name__
 
 
 def bbc_news_root() -> Path:

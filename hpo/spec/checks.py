@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from hpo.errors import SpecError
-from hpo.spec.schema import CategoricalParam, FloatParam, IntParam, StudySpec
+from hpo.spec.schema import CategoricalParam, FloatParam, IntParam, SearchSpec, StudySpec
 
 if TYPE_CHECKING:
     from hpo.spec.loader import LoadedStudy
@@ -32,19 +32,46 @@ SUFFIX_EXTENSIONS = {".csv", ".json", ".jsonl", ".parquet"}
 KNOWN_METRICS = {"accuracy", "f1", "precision", "recall", "matthews_correlation", "loss"}
 
 
-def suggest_key(loc: tuple[Any, ...]) -> str:
-    """' (did you mean X?)' for an unknown key at `loc`, looked up in the schema."""
+def _model_at(loc: tuple[Any, ...]) -> Any:
+    """The schema model that holds the keys at `loc` (None when `loc` leaves the schema)."""
+    params = {"float": FloatParam, "int": IntParam, "categorical": CategoricalParam}
     model: Any = StudySpec
-    for part in loc[:-1]:
+    for part in loc:
+        if model == "space":  # a parameter name: any key
+            model = "param"
+            continue
+        if model == "param":  # the tag pydantic puts in discriminated-union paths
+            model = params.get(part)
+            if model is None:
+                return None
+            continue
+        if model is SearchSpec and part == "space":
+            model = "space"
+            continue
         field = getattr(model, "model_fields", {}).get(part)
         if field is None:
-            return ""
+            return None
         model = field.annotation
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
             args = [a for a in getattr(model, "__args__", ()) if isinstance(a, type) and issubclass(a, BaseModel)]
             model = args[0] if args else None
         if model is None:
-            return ""
+            return None
+    return model
+
+
+def describe_key(loc: tuple[Any, ...]) -> str | None:
+    """The schema's description of the key at `loc`, if it has one."""
+    model = _model_at(loc[:-1]) if loc else None
+    field = getattr(model, "model_fields", {}).get(loc[-1]) if isinstance(model, type) else None
+    return field.description if field is not None else None
+
+
+def suggest_key(loc: tuple[Any, ...]) -> str:
+    """' (did you mean X?)' for an unknown key at `loc`, looked up in the schema."""
+    model = _model_at(loc[:-1])
+    if not isinstance(model, type):
+        return ""
     names = list(getattr(model, "model_fields", {}))
     close = difflib.get_close_matches(str(loc[-1]), names, n=1)
     return f" (did you mean '{close[0]}'?)" if close else f"; allowed: {', '.join(names)}"
@@ -130,7 +157,11 @@ def check_dataset_source(study: "LoadedStudy") -> None:
             if suffix not in SUFFIX_EXTENSIONS:
                 raise SpecError(f"unknown file type {suffix or '(none)'!r} for {given}", file=f,
                                 path=f"dataset.{split}", hint="use .csv, .json, .jsonl or .parquet")
-            if not study.resolve(given).is_file():
+            resolved = study.resolve(given)
+            if resolved.is_dir():
+                raise SpecError(f"{given} is a directory, not a data file", file=f, path=f"dataset.{split}",
+                                hint="name the file inside it")
+            if not resolved.is_file():
                 raise SpecError(f"data file {given} does not exist", file=f, path=f"dataset.{split}",
                                 hint="paths are relative to the study file")
     elif d.source == "hub" and not d.name:
@@ -182,6 +213,19 @@ def check_model_exists(study: "LoadedStudy") -> None:
             if not (p / "config.json").is_file():
                 raise SpecError(f"{m} is not a model folder (no config.json)", file=study.file, path=path,
                                 hint="give a folder made by save_pretrained")
+            if not _is_model_config(p / "config.json"):
+                raise SpecError(f"{m}/config.json is not a model configuration (no model_type)", file=study.file,
+                                path=path, hint="give a folder made by save_pretrained")
+
+
+def _is_model_config(path: Any) -> bool:
+    import json
+
+    try:
+        config = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and isinstance(config.get("model_type"), str)
 
 
 def check_output_dir(study: "LoadedStudy") -> None:

@@ -19,6 +19,7 @@ from hpo.spec.schema import ResolvedPaths, StudySpec
 
 MAX_BYTES = 1_000_000
 MAX_ALIASES = 100
+MAX_NODES = 100_000
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -45,12 +46,14 @@ def read_document(path: Path) -> dict[str, Any]:
             raise SpecError("is a directory, not a study file", file=shown, hint="pass the .yaml file inside it")
         size = path.stat().st_size
         if size > MAX_BYTES:
-            raise SpecError(f"study file is {size} bytes; the limit is {MAX_BYTES}", file=shown)
+            raise SpecError(f"study file is {size} bytes; the limit is {MAX_BYTES}", file=shown,
+                            hint="a study file is a few dozen lines; put data in data files")
         raw = path.read_bytes()
     except FileNotFoundError:
         raise SpecError("no such study file", file=shown, hint="check the path") from None
     except OSError as e:  # symlink loops, permissions
-        raise SpecError(f"cannot read the study file: {e.strerror or e}", file=shown) from None
+        raise SpecError(f"cannot read the study file: {e.strerror or e}", file=shown,
+                        hint="check the path, its links and its permissions") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -65,12 +68,21 @@ def parse_yaml(text: str, shown: str) -> dict[str, Any]:
             raise SpecError(f"{aliases} YAML aliases; at most {MAX_ALIASES} are allowed", file=shown,
                             hint="write the values out instead of referencing anchors")
         doc = yaml.safe_load(text)
+    except yaml.constructor.ConstructorError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise SpecError(f"{where}YAML tag not allowed: {e.problem}", file=shown,
+                        hint="hpo reads plain data only; remove the '!!' tag") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise SpecError(f"{where}malformed YAML: {problem}", file=shown,
                         hint="fix the YAML syntax") from None
+    nodes = expanded_size(doc, shown)
+    if nodes > MAX_NODES:
+        raise SpecError(f"the document expands to {nodes} values; at most {MAX_NODES} are allowed", file=shown,
+                        hint="write the values out instead of nesting anchors")
     if not isinstance(doc, dict):
         kind = "empty" if doc is None else type(doc).__name__
         raise SpecError(f"the study file must be a mapping of keys, got {kind}", file=shown,
@@ -78,20 +90,56 @@ def parse_yaml(text: str, shown: str) -> dict[str, Any]:
     return doc
 
 
+def expanded_size(doc: Any, shown: str) -> int:
+    """Values in `doc` with every alias expanded (a few nested anchors make billions); recursion is refused."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: Any) -> int:
+        if not isinstance(node, (dict, list)):
+            return 1
+        if id(node) in sizes:
+            return sizes[id(node)]
+        if id(node) in active:
+            raise SpecError("a YAML anchor refers to itself", file=shown, hint="remove the recursive alias")
+        active.add(id(node))
+        children = [*node.keys(), *node.values()] if isinstance(node, dict) else node
+        total = 1 + sum(size(c) for c in children)
+        active.discard(id(node))
+        sizes[id(node)] = total
+        return total
+
+    return size(doc)
+
+
 def format_validation_error(err: ValidationError, shown: str) -> SpecError:
-    first = err.errors()[0]
+    errors = err.errors()
+    # an unknown key explains a "missing" one next to it (a typo): report it first
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     path = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-after"))
     # drop the discriminator tag pydantic inserts in unions ("space.lr.float.low" -> "space.lr.low")
     path = re.sub(r"\.(float|int|categorical|str|list\[str\])(?=\.|$)", "", path)
     kind, msg = first["type"], first["msg"].removeprefix("Value error, ")
+    from hpo.spec.checks import describe_key, suggest_key
+
+    about = describe_key(first["loc"])
+    hint = None
     if kind == "extra_forbidden":
-        from hpo.spec.checks import suggest_key
         msg = f"unknown key{suggest_key(first['loc'])}"
+        hint = "remove it or fix its spelling" if "did you mean" not in msg else None
     elif kind in ("literal_error", "union_tag_invalid"):
-        msg = f"{msg} (got {first.get('input')!r})"
+        msg = f"{msg} (got {_short(first.get('input'))})"
     elif kind == "missing":
         msg = "required key is missing"
-    return SpecError(msg, file=shown, path=path or None)
+        hint = f"add it: {about}" if about else "add it"
+    elif kind != "value_error":  # pydantic's wording says what is allowed; show what was given
+        hint = f"got {_short(first.get('input'))}" + (f"; {about}" if about else "")
+    return SpecError(msg, file=shown, path=path or None, hint=hint)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def load_study(path: str | os.PathLike[str], *, storage: str | None = None,
