@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import math
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -93,7 +94,10 @@ def coerce_training_value(key: str, value: Any) -> Any:
     except Exception:  # exotic annotations: TrainingArguments checks them itself at run time
         return value
     try:
-        return adapter.validate_python(value)
+        coerced = adapter.validate_python(value)
+        if isinstance(coerced, float) and not math.isfinite(coerced):
+            raise ValueError("not a finite number")
+        return coerced
     except Exception:
         name = getattr(field.type, "__name__", None) or str(field.type).replace("transformers.trainer_utils.", "")
         raise ValueError(f"{value!r} is not a valid {name}") from None

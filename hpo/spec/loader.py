@@ -118,7 +118,7 @@ def format_validation_error(err: ValidationError, shown: str) -> SpecError:
     first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     path = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-after"))
     # drop the discriminator tag pydantic inserts in unions ("space.lr.float.low" -> "space.lr.low")
-    path = re.sub(r"\.(float|int|categorical|str|list\[str\])(?=\.|$)", "", path)
+    path = re.sub(r"\.(float|int|bool|none|categorical|str|list\[str\])(?=\.|$)", "", path)
     kind, msg = first["type"], first["msg"].removeprefix("Value error, ")
     from hpo.spec.checks import describe_key, suggest_key
 
