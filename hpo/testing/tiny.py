@@ -21,7 +21,7 @@ def build_tiny_model(folder: Path, texts: Iterable[str], *, vocab_size: int = 20
     counts = collections.Counter(w for t in texts for w in re.findall(r"\w+|[^\w\s]", t.lower()))
     words = [w for w, _ in counts.most_common(vocab_size - len(SPECIALS))]
     (folder / "vocab.txt").write_text("\n".join(SPECIALS + words) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    tokenizer = BertTokenizerFast(vocab=str(folder / "vocab.txt"), do_lower_case=True)  # vocab_file= is ignored in v5
     config = BertConfig(vocab_size=len(SPECIALS) + len(words), hidden_size=hidden, num_hidden_layers=1,
                         num_attention_heads=2, intermediate_size=2 * hidden, max_position_embeddings=128,
                         num_labels=num_labels)
