@@ -85,7 +85,8 @@ def test_pipeline_from_hub_matches_local_model(published: Any, tmp_path: Path) -
     code = textwrap.dedent(f"""
         import json, sys
         from transformers import pipeline
-        pipe = pipeline(model=sys.argv[1]) if sys.argv[2] == "infer" else pipeline(sys.argv[2], model=sys.argv[1])
+        model, task = sys.argv[1], sys.argv[2]
+        pipe = pipeline(model=model) if task == "infer" else pipeline(task, model=model)
         out = pipe({texts!r})
         print(json.dumps([[o["label"], o["score"]] for o in out]))
     """)

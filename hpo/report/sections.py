@@ -128,7 +128,8 @@ def models_table(results: dict[str, Any]) -> list[Block]:
         size = parameter_count(m["path"])
         rows.append([("**" + short_model(m["model"]) + "** (chosen)") if m["study_name"] == winner
                      else short_model(m["model"]), m["best_value"], test.get(metric, test.get("accuracy")),
-                     size, seconds(m["test"].get("latency_ms_per_example")), m["counts"]["complete"], seconds(m["compute_s"])])
+                     size, seconds(m["test"].get("latency_ms_per_example")), m["counts"]["complete"],
+                     seconds(m["compute_s"])])
     return [Heading(3, "Base models compared"),
             Para("Each base model had its own search over the same data, space and budget; the one with the "
                  "best validation score became the final model. Latency is the pipeline's on CPU, per test "
@@ -180,6 +181,6 @@ def trials(results: dict[str, Any]) -> list[Block]:
             blocks.append(Heading(3, f"study `{name}`"))
         keys = sorted({k for r in records for k in r["params"]})
         blocks.append(Table(["#", "state", "value", *keys, "seconds", "note"], [
-            [r["number"], r["state"].lower(), r["value"], *[r["params"].get(k) for k in keys], seconds(r["duration_s"]),
-             "baseline" if r["baseline"] else ""] for r in records]))
+            [r["number"], r["state"].lower(), r["value"], *[r["params"].get(k) for k in keys],
+             seconds(r["duration_s"]), "baseline" if r["baseline"] else ""] for r in records]))
     return blocks
