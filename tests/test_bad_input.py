@@ -344,7 +344,11 @@ def test_bad_data_fails_before_any_training(tmp_path: Path, capsys: pytest.Captu
     assert main(["run", str(study)]) == 2
     err = capsys.readouterr().err
     assert err.strip().splitlines()[-1].startswith(f"error: {study}: dataset.test: labels in test")
-    assert not (tmp_path / "bad.db").exists()
+    if (tmp_path / "bad.db").exists():  # the store may be opened first (to fail fast), but holds no trial
+        import optuna
+
+        summaries = optuna.get_all_study_summaries(f"sqlite:///{tmp_path / 'bad.db'}")
+        assert all(s.n_trials == 0 for s in summaries)
     assert not (tmp_path / "runs" / "bad" / "trials").exists()
 
 

@@ -1,0 +1,94 @@
+"""Ctrl-C and SIGTERM during a trial and during the final training: exit 130, one line, nothing lost or redone."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+N_TRIALS = 3
+
+
+def trials(db: Path) -> list[Any]:
+    import optuna
+
+    if not db.exists():
+        return []
+    try:
+        return optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}").get_trials(deepcopy=False)
+    except Exception:  # not created yet, or the writer holds the file for a moment
+        return []
+
+
+def finished(db: Path) -> dict[int, tuple[str, Any]]:
+    return {t.number: (t.state.name, t.value) for t in trials(db) if t.state.name in ("COMPLETE", "PRUNED")}
+
+
+def start(study: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "hpo", "run", str(study)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "HPO_DEBUG": ""})
+
+
+def interrupt_when(proc: subprocess.Popen[str], ready: Callable[[], bool], sig: int) -> tuple[int, str]:
+    deadline = time.monotonic() + 300
+    while not ready():
+        assert proc.poll() is None, f"finished before the signal: {proc.communicate()[1][-1500:]}"
+        assert time.monotonic() < deadline, "phase never reached"
+        time.sleep(0.2)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    return proc.returncode, err
+
+
+def check_stopped(code: int, err: str, db: Path) -> None:
+    assert code == 130, err[-2000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("interrupted") and "Traceback" not in err, err[-2000:]
+    assert not [t.number for t in trials(db) if t.state.name == "RUNNING"]
+
+
+@pytest.mark.slow
+def test_interrupted_runs_resume_without_redoing(make_study: Callable[..., Path]) -> None:
+    # one order only: three tiny runs already take minutes on 2 cores; both signals take the same path
+    in_trial, in_final = signal.SIGINT, signal.SIGTERM
+    study = make_study(search__n_trials=N_TRIALS, final={"strategy": "retrain"})
+    db = study.parent / "tiny.db"
+    results = study.parent / "runs" / "tiny" / "results.json"
+
+    # 1. during a trial: one finished, the next one running
+    proc = start(study)
+    code, err = interrupt_when(proc, lambda: len(finished(db)) >= 1 and any(
+        t.state.name == "RUNNING" for t in trials(db)), in_trial)
+    check_stopped(code, err, db)
+    kept = finished(db)
+    assert 1 <= len(kept) < N_TRIALS and not results.exists()
+
+    # 2. during the final training: every trial finished, no results yet
+    proc = start(study)
+    code, err = interrupt_when(proc, lambda: len(finished(db)) >= N_TRIALS, in_final)
+    check_stopped(code, err, db)
+    after_search = finished(db)
+    assert len(after_search) == N_TRIALS
+    assert {n: after_search[n] for n in kept} == kept  # finished trials untouched
+    assert not results.exists(), "the final stage was not interrupted (it finished first)"
+
+    # 3. the rerun finishes the final stage only
+    done = subprocess.run([sys.executable, "-m", "hpo", "run", str(study)], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert finished(db) == after_search  # no trial run again, none added
+    numbers = [t.number for t in trials(db)]
+    assert len(numbers) == len(set(numbers))
+    final = json.loads(results.read_text())["final"]
+    import optuna
+
+    best = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}").best_trial.number
+    assert final["trial"] == best
+    assert (Path(final["path"]) / "config.json").is_file()
