@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -90,10 +91,11 @@ def test_pipeline_from_hub_matches_local_model(published: Any, tmp_path: Path) -
         out = pipe({texts!r})
         print(json.dumps([[o["label"], o["score"]] for o in out]))
     """)
-    env = {**__import__("os").environ, **hub_env(published["hub"], tmp_path / "fresh")}
+    env = {**os.environ, **hub_env(published["hub"], tmp_path / "fresh")}
 
     def run(model: str, task: str) -> list[list[Any]]:
-        r = subprocess.run([sys.executable, "-c", code, model, task], capture_output=True, text=True, env=env, timeout=300)
+        r = subprocess.run([sys.executable, "-c", code, model, task], capture_output=True, text=True, env=env,
+                           timeout=300)
         assert r.returncode == 0, r.stderr[-3000:]
         published["captured"].append(r)
         return json.loads(r.stdout.strip().splitlines()[-1])
