@@ -199,6 +199,16 @@ def check_sampler_fits_space(study: "LoadedStudy") -> None:
                         path="search.space", hint="add at least one parameter")
 
 
+def check_enqueued_in_space(study: "LoadedStudy") -> None:
+    """Enqueued configurations name searched parameters only."""
+    space = study.spec.search.space
+    for i, config in enumerate(study.spec.search.enqueue):
+        for key in config:
+            if key not in space:
+                raise SpecError(f"{key!r} is not a searched parameter", file=study.file,
+                                path=f"search.enqueue.{i}.{key}", hint=f"use keys of search.space: {', '.join(space)}")
+
+
 def check_storage_url(study: "LoadedStudy") -> None:
     """The storage URL parses as an SQLAlchemy URL with a known backend."""
     from hpo.study.storage import parse_storage_url
@@ -243,7 +253,8 @@ def check_output_dir(study: "LoadedStudy") -> None:
                         hint="choose a folder you can write to")
 
 
-ALL_CHECKS = (check_dataset_source, check_objective, check_sampler_fits_space, check_storage_url,
+ALL_CHECKS = (check_dataset_source, check_objective, check_sampler_fits_space, check_enqueued_in_space,
+              check_storage_url,
               check_model_exists, check_output_dir, check_training_keys, check_int_fields_get_ints)
 
 

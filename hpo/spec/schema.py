@@ -138,6 +138,8 @@ class SearchSpec(Strict):
     pruner: PrunerSpec = Field(default_factory=PrunerSpec)
     evals_per_epoch: int = Field(4, ge=1, le=100, description="Evaluations per epoch (pruning points).")
     baseline: bool = Field(True, description="Enqueue one trial with the Trainer's defaults first.")
+    enqueue: list[dict[str, Union[bool, int, float, str, None]]] = Field(
+        default_factory=list, description="Known configurations (space key -> value) tried before the sampler.")
     keep_checkpoints: int = Field(3, ge=1, description="Models of the best trials kept on disk.")
     max_retries: int = Field(2, ge=0, description="Times a trial whose worker died is retried.")
     heartbeat_interval: int = Field(10, ge=1, description="Seconds between trial heartbeats (RDB storages).")
