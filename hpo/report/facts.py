@@ -29,12 +29,16 @@ def parameter_count(model_dir: str | Path) -> int | None:
 def space_text(param: dict[str, Any]) -> str:
     if param.get("type") == "categorical":
         return "one of " + ", ".join(fmt(c) for c in param["choices"])
-    text = f"{param['type']} {fmt(param['low'])} … {fmt(param['high'])}"
+    text = f"{param['type']} {_g(param['low'])} … {_g(param['high'])}"
     if param.get("log"):
         text += ", log scale"
     if param.get("step") not in (None, 1):
         text += f", step {fmt(param['step'])}"
     return text
+
+
+def _g(value: float) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def sampler_text(sampler: dict[str, Any]) -> str:

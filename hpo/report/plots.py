@@ -26,6 +26,13 @@ def _labelled(ax: Any, *, x: str, y: str) -> Any:
     return ax
 
 
+def _integer_x(ax: Any) -> Any:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # trial numbers, not 0.25 steps
+    return ax
+
+
 def _draw(make: Callable[[], Any], path: Path) -> str | None:
     """Draw and save; None on success, else why not."""
     import optuna
@@ -62,7 +69,8 @@ def write_plots(studies: dict[str, Any], folder: Path, *, metric: str) -> tuple[
 
     all_studies = list(studies.values())
     add("optimization_history.png", f"Optimization history: validation {metric} per trial and best so far",
-        lambda: vis.plot_optimization_history(all_studies if several else all_studies[0], target_name=metric))
+        lambda: _integer_x(vis.plot_optimization_history(all_studies if several else all_studies[0],
+                                                         target_name=metric)))
     for label, study in studies.items():
         suffix = f"-{_slug(label)}" if several else ""
         of = f" ({label})" if several else ""
