@@ -134,8 +134,8 @@ class SearchSpec(Strict):
     timeout: float | None = Field(None, gt=0, description="Stop starting new trials after this many seconds.")
     space: dict[str, Param] = Field(
         default_factory=dict, description="TrainingArguments field -> float/int/categorical range.")
-    sampler: SamplerSpec = Field(default_factory=SamplerSpec)
-    pruner: PrunerSpec = Field(default_factory=PrunerSpec)
+    sampler: SamplerSpec = Field(default_factory=SamplerSpec, description="How the next trial is chosen.")
+    pruner: PrunerSpec = Field(default_factory=PrunerSpec, description="When a trial that falls behind stops.")
     evals_per_epoch: int = Field(4, ge=1, le=100, description="Evaluations per epoch (pruning points).")
     baseline: bool = Field(True, description="Enqueue one trial with the Trainer's defaults first.")
     enqueue: list[dict[str, Union[bool, int, float, str, None]]] = Field(
@@ -174,13 +174,13 @@ class StudySpec(Strict):
     task: Literal["text-classification"] = Field("text-classification", description="The task.")
     model: Union[str, list[str]] = Field(
         description="Base model: Hub id or local folder; a list compares several (one search each).")
-    dataset: DatasetSpec
+    dataset: DatasetSpec = Field(description="The labelled data: where it is, its columns and splits.")
     storage: str | None = Field(None, description="Optuna storage URL; default sqlite file next to the study.")
     output_dir: str | None = Field(None, description="Artifacts folder; default 'runs/<name>' next to the study.")
-    objective: ObjectiveSpec = Field(default_factory=ObjectiveSpec)
-    search: SearchSpec = Field(default_factory=SearchSpec)
+    objective: ObjectiveSpec = Field(default_factory=ObjectiveSpec, description="What the search optimizes.")
+    search: SearchSpec = Field(default_factory=SearchSpec, description="The space, budget, sampler and pruner.")
     training: dict[str, Any] = Field(default_factory=dict, description="Fixed TrainingArguments fields.")
-    final: FinalSpec = Field(default_factory=FinalSpec)
+    final: FinalSpec = Field(default_factory=FinalSpec, description="How the best trial becomes the final model.")
     hub: HubSpec | None = Field(None, description="Push the final model here; absent: nothing is pushed.")
 
     @field_validator("name")
