@@ -11,14 +11,14 @@
 from __future__ import annotations
 
 import math
-import os
 import shutil
-import socket
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from transformers import Trainer, TrainerCallback
+
+from hpo.study.workers import worker_id
 
 if TYPE_CHECKING:
     import optuna
@@ -40,6 +40,7 @@ class SearchTrainer(Trainer):
         self.evals_per_epoch, self.objective_key, self.direction = evals_per_epoch, objective_key, direction
         self.checkpoints, self.keep_checkpoints, self.n_trials = checkpoints, keep_checkpoints, n_trials
         self.profile: dict[str, float] = {}
+        self.reported: set[int] = set()
         self.add_callback(EvaluateAtEnd())
 
     # -- trial setup ---------------------------------------------------------------------------
@@ -59,8 +60,9 @@ class SearchTrainer(Trainer):
         start = time.perf_counter()
         if trial is not None and hasattr(trial, "study"):
             _refuse_surplus(trial, self.n_trials)
-            trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+            trial.set_user_attr("worker", worker_id())
         self.profile = {"model_load": 0.0, "evaluation": 0.0, "reporting": 0.0, "checkpoint": 0.0}
+        self.reported: set[int] = set()
         model = super().call_model_init(trial)
         self.profile["model_load"] = time.perf_counter() - start
         return model
@@ -75,12 +77,19 @@ class SearchTrainer(Trainer):
 
     def _report_to_hp_search(self, trial: Any, step: int, metrics: dict[str, float]) -> None:
         start = time.perf_counter()
-        progress = round((self.state.epoch or 0.0) * PROGRESS_UNIT)
+        # Snap to the evaluation grid, so trials whose epochs split into other step counts report the
+        # same points and the pruner compares them (it only compares equal steps).
+        slot = round((self.state.epoch or 0.0) * self.evals_per_epoch)
+        progress = slot * PROGRESS_UNIT // self.evals_per_epoch
         if trial is not None and hasattr(trial, "set_user_attr"):
             trial.set_user_attr("metrics", _clean(metrics))
             trial.set_user_attr("progress", progress)
         try:
-            super()._report_to_hp_search(trial, progress, metrics)
+            if progress in self.reported:  # a second evaluation in one slot: keep its value, report once
+                self.objective = self.compute_objective(metrics.copy())
+            else:
+                self.reported.add(progress)
+                super()._report_to_hp_search(trial, progress, metrics)
         finally:
             self.profile["reporting"] = self.profile.get("reporting", 0.0) + time.perf_counter() - start
 
@@ -112,12 +121,13 @@ class SearchTrainer(Trainer):
         start = time.perf_counter()
         from optuna.trial import TrialState
 
-        done = [t for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
-        values = sorted([t.value for t in done if t.value is not None] + [self.objective],
-                        reverse=self.direction == "maximize")
+        done = [t for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
+        # multi-objective studies: the models kept are those best by the metric (their first objective)
+        own = self.objective[0] if isinstance(self.objective, (list, tuple)) else self.objective
+        values = sorted([t.values[0] for t in done] + [own], reverse=self.direction == "maximize")
         cutoff = values[min(self.keep_checkpoints, len(values)) - 1]
         better = (lambda a, b: a >= b) if self.direction == "maximize" else (lambda a, b: a <= b)
-        if better(self.objective, cutoff):
+        if better(own, cutoff):
             target = self.checkpoints / f"trial-{trial.number}"
             tmp = target.with_name(target.name + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
@@ -127,7 +137,7 @@ class SearchTrainer(Trainer):
             shutil.rmtree(target, ignore_errors=True)
             tmp.replace(target)
             trial.set_user_attr("checkpoint", str(target))
-            keep = {t.number for t in done if t.value is not None and better(t.value, cutoff)} | {trial.number}
+            keep = {t.number for t in done if better(t.values[0], cutoff)} | {trial.number}
             for old in self.checkpoints.glob("trial-*"):
                 num = old.name.removeprefix("trial-")
                 if num.isdigit() and int(num) not in keep:
