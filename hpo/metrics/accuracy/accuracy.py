@@ -1,19 +1,7 @@
 """Fraction of predictions equal to the reference."""
 
-import datasets
-import evaluate
 from sklearn.metrics import accuracy_score
 
+from hpo.metrics.sklearn_metric import sklearn_metric
 
-class Accuracy(evaluate.Metric):
-    def _info(self):
-        return evaluate.MetricInfo(
-            description="Fraction of predictions equal to the reference.",
-            citation="",
-            inputs_description="predictions and references: lists of integer class ids",
-            features=datasets.Features(
-                {"predictions": datasets.Value("int32"), "references": datasets.Value("int32")}),
-        )
-
-    def _compute(self, predictions, references, normalize=True, sample_weight=None):
-        return {"accuracy": float(accuracy_score(references, predictions, normalize=normalize, sample_weight=sample_weight))}
+Accuracy = sklearn_metric("accuracy", accuracy_score, "Fraction of predictions equal to the reference.", averaged=False)

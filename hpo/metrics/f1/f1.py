@@ -1,19 +1,7 @@
 """Harmonic mean of precision and recall."""
 
-import datasets
-import evaluate
 from sklearn.metrics import f1_score
 
+from hpo.metrics.sklearn_metric import sklearn_metric
 
-class F1(evaluate.Metric):
-    def _info(self):
-        return evaluate.MetricInfo(
-            description="Harmonic mean of precision and recall.",
-            citation="",
-            inputs_description="predictions and references: lists of integer class ids; average: macro, micro, weighted or binary",
-            features=datasets.Features(
-                {"predictions": datasets.Value("int32"), "references": datasets.Value("int32")}),
-        )
-
-    def _compute(self, predictions, references, average="macro", labels=None, pos_label=1, sample_weight=None):
-        return {"f1": float(f1_score(references, predictions, average=average, labels=labels, pos_label=pos_label, sample_weight=sample_weight, zero_division=0))}
+F1 = sklearn_metric("f1", f1_score, "Harmonic mean of precision and recall.", averaged=True)
