@@ -10,8 +10,10 @@ import copy
 import functools
 import importlib.util
 import os
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
 
 from hpo.errors import SpecError
 
@@ -33,6 +35,21 @@ def packaged_copy(model_id: str) -> Path | None:
     return folder if (folder / "config.json").is_file() else None
 
 
+def hub_reachable(timeout: float = 2.0) -> bool:
+    """One quick TCP connect to the Hub endpoint: the client's own retries take ~25 s to give up offline."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return False
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
+                                 timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 @functools.lru_cache(maxsize=None)
 def resolve_model(model_id: str, base_dir: str = ".") -> str:
     """A local folder, a reachable Hub id, or the packaged copy of the Hub id: what from_pretrained gets."""
@@ -40,16 +57,18 @@ def resolve_model(model_id: str, base_dir: str = ".") -> str:
     local = local if local.is_absolute() else Path(base_dir) / local
     if (local / "config.json").is_file():
         return str(local)
-    from huggingface_hub import hf_hub_download
+    reason = "the Hub is not reachable"
+    if hub_reachable():
+        from huggingface_hub import hf_hub_download
 
-    try:
-        hf_hub_download(model_id, "config.json")
-        return model_id
-    except Exception as e:  # offline, unknown repo or a Hub that does not have it
-        packaged = packaged_copy(model_id)
-        if packaged is not None:
-            return str(packaged)
-        reason = type(e).__name__
+        try:
+            hf_hub_download(model_id, "config.json")
+            return model_id
+        except Exception as e:  # unknown repo, or a Hub that does not have it
+            reason = type(e).__name__
+    packaged = packaged_copy(model_id)
+    if packaged is not None:
+        return str(packaged)
     raise SpecError(f"model {model_id!r} is neither a model folder nor reachable on the Hub ({reason})",
                     path="model", hint="give a folder made by save_pretrained, or a Hub id while online")
 
