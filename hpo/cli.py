@@ -28,11 +28,12 @@ OutputOpt = typer.Option(None, "--output-dir", help="Output folder (overrides HP
 _current_file: list[str] = []  # the study file of this command, named by errors raised without one
 
 
-def _load(study_file: Path, storage: Optional[str] = None, output_dir: Optional[str] = None) -> Any:
+def _load(study_file: Path, storage: Optional[str] = None, output_dir: Optional[str] = None, *,
+          read_only: bool = False) -> Any:
     from hpo.spec import load_study
 
     _current_file[:] = [str(study_file)]
-    return load_study(study_file, storage=storage, output_dir=output_dir)
+    return load_study(study_file, storage=storage, output_dir=output_dir, read_only=read_only)
 
 
 def _out(text: str) -> None:
@@ -94,7 +95,7 @@ def status(study_file: Path = StudyArg, storage: Optional[str] = StorageOpt,
     """Table of trials: number, state, value, params, duration, worker."""
     from hpo.inspect import print_status
 
-    print_status(_load(study_file, storage), limit=limit)
+    print_status(_load(study_file, storage, read_only=True), limit=limit)
 
 
 @app.command()
@@ -102,7 +103,7 @@ def best(study_file: Path = StudyArg, storage: Optional[str] = StorageOpt) -> No
     """The best trial as JSON."""
     from hpo.inspect import best_trials
 
-    _out(json.dumps(best_trials(_load(study_file, storage)), indent=2, default=str))
+    _out(json.dumps(best_trials(_load(study_file, storage, read_only=True)), indent=2, default=str))
 
 
 @app.command()
@@ -149,8 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     debug = os.environ.get("HPO_DEBUG", "") not in ("", "0")
     _current_file.clear()
     try:
-        app(args=argv, standalone_mode=False)
-        return 0
+        code = app(args=argv, standalone_mode=False)
+        if code == 130:  # typer turns KeyboardInterrupt (and so SIGTERM) into this return value
+            raise KeyboardInterrupt
+        return code if isinstance(code, int) else 0
     except HpoError as e:
         if debug:
             raise

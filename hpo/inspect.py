@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from hpo.errors import StageError
-from hpo.study.counts import count_trials
+from hpo.study.counts import count_trials, latest_trials, running_trials
 from hpo.study.factory import load_existing, open_storage, study_names
 from hpo.study.storage import redact
 
@@ -33,9 +33,8 @@ def print_status(study: "LoadedStudy", *, limit: int = 50) -> None:
 
     console = Console(highlight=False)
     for model, s in _studies(study):
-        trials = s.get_trials(deepcopy=False)
-        shown = trials if not limit else trials[-limit:]
         counts = count_trials(s)
+        shown = latest_trials(s, limit)
         table = Table(title=f"{s.study_name}  ({model})  {counts.finished}/{study.spec.search.n_trials} finished: "
                             f"{counts.complete} complete, {counts.pruned} pruned, {counts.failed} failed, "
                             f"{counts.running} running", title_justify="left")
@@ -47,8 +46,11 @@ def print_status(study: "LoadedStudy", *, limit: int = 50) -> None:
                           f"{secs:.0f}s" if secs is not None else "", str(t.user_attrs.get("worker", "")),
                           format_params(t.params))
         console.print(table)
-        if limit and len(trials) > limit:
-            console.print(f"({len(trials) - limit} earlier trials not shown; --limit 0 shows all)")
+        if limit and counts.total > len(shown):
+            console.print(f"({counts.total - len(shown)} earlier trials not shown; --limit 0 shows all)")
+        for t in running_trials(s):
+            console.print(f"worker {t.user_attrs.get('worker', '?')} runs trial {t.number} "
+                          f"({t.user_attrs.get('progress', 0)}% of an epoch done)")
 
 
 def best_trials(study: "LoadedStudy") -> Any:

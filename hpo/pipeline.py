@@ -7,6 +7,7 @@ Each stage reads the spec and the study store and writes to the store or the out
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import sys
 import time
@@ -37,7 +38,7 @@ def prepare(study: "LoadedStudy") -> "Splits":
 def search(study: "LoadedStudy", splits: "Splits", storage: Any, *, max_trials: int | None = None,
            sole_process: bool = False, wait_for_others: bool = True) -> int:
     """Run the missing trials of every model's study. Returns the trials this process ran."""
-    from hpo.search.runner import build_context, enqueue_baseline, fail_orphans, run_trials
+    from hpo.search.runner import build_context, enqueue_initial, fail_orphans, run_trials
 
     spec = study.spec
     ran = 0
@@ -48,7 +49,7 @@ def search(study: "LoadedStudy", splits: "Splits", storage: Any, *, max_trials: 
         counts = count_trials(ctx.optuna_study)
         progress.say(f"study {ctx.optuna_study.study_name!r} on {redact(study.paths.storage_url)}: "
                      f"{counts.finished}/{spec.search.n_trials} trials finished")
-        enqueue_baseline(ctx)
+        enqueue_initial(ctx)
         reporter = progress.trial_reporter(spec.search.n_trials, spec.objective.metric)
         ran += run_trials(ctx, max_trials=None if max_trials is None else max_trials - ran,
                           timeout=spec.search.timeout, on_trial=reporter, wait_for_others=wait_for_others)
@@ -58,7 +59,7 @@ def search(study: "LoadedStudy", splits: "Splits", storage: Any, *, max_trials: 
 def finalize(study: "LoadedStudy", splits: "Splits", storage: Any, *, search_seconds: float = 0.0) -> dict[str, Any]:
     """Promote, evaluate on unseen data and write results.json; once, whoever else asks at the same time."""
     from hpo.evaluation import evaluate_on
-    from hpo.final import final_lock, model_dir, promote
+    from hpo.final import MARKER, final_lock, model_dir, promote
     from hpo.results import build_results
 
     spec, out = study.spec, study.paths.output_dir
@@ -74,7 +75,10 @@ def finalize(study: "LoadedStudy", splits: "Splits", storage: Any, *, search_sec
                 raise StageError(f"study {name!r} has {counts.finished}/{spec.search.n_trials} finished trials "
                                  f"and {counts.running} running", hint="finalize once the workers are done")
             target = model_dir(out, model, len(spec.models) > 1)
+            before = read_json(target / MARKER)
             final = promote(study, model, optuna_study, splits, target)
+            if final != before:
+                progress.say(f"promoted trial {final['trial']} of {name!r} ({final['how']}, {final['seconds']}s)")
             old = next((m for m in previous.get("models", []) if m.get("study_name") == name), None)
             if old and old.get("final", {}).get("trial") == final["trial"] and old.get("test"):
                 test = old["test"]
@@ -120,30 +124,41 @@ def publish(study: "LoadedStudy", results: dict[str, Any]) -> dict[str, Any] | N
     return push_outputs(study)
 
 
-def start_local_workers(study: "LoadedStudy", n: int) -> list[subprocess.Popen[bytes]]:
-    if n <= 0:
-        return []
-    if is_sqlite(study.paths.storage_url):
+def refuse_shared_sqlite(study: "LoadedStudy", n: int) -> None:
+    if n > 0 and is_sqlite(study.paths.storage_url):
         raise SpecError(f"--workers {n} needs a storage that many processes can share; this study uses SQLite",
                         file=study.file, path="storage",
                         hint="set storage: postgresql+psycopg://user@host/db (or HPO_STORAGE)")
+
+
+def start_local_workers(study: "LoadedStudy", n: int) -> list[subprocess.Popen[bytes]]:
+    refuse_shared_sqlite(study, n)
+    if n <= 0:
+        return []
     cmd = [sys.executable, "-m", "hpo", "worker", str(study.paths.study_file),
-           "--storage", study.paths.storage_url, "--output-dir", str(study.paths.output_dir)]
-    return [subprocess.Popen(cmd) for _ in range(n)]
+           "--output-dir", str(study.paths.output_dir)]
+    env = {**os.environ, "HPO_STORAGE": study.paths.storage_url}  # not in argv: `ps` would show a password
+    return [subprocess.Popen(cmd, env=env) for _ in range(n)]
+
+
+def study_lock(study: "LoadedStudy") -> Any:
+    """SQLite takes one process: refuse a second one at once, before any slow work."""
+    url = study.paths.storage_url
+    return SqliteLock(url) if is_sqlite(url) else contextlib.nullcontext()
 
 
 def run(study: "LoadedStudy", *, workers: int = 0, push: bool = True) -> dict[str, Any]:
     """The whole study: search (with local workers), final model, evaluation, report, push."""
-    progress.quiet_libraries()
-    splits = prepare(study)
-    url = study.paths.storage_url
-    lock = SqliteLock(url) if is_sqlite(url) else contextlib.nullcontext()
-    procs = start_local_workers(study, workers)
+    refuse_shared_sqlite(study, workers)
+    procs: list[subprocess.Popen[bytes]] = []
     try:
-        with lock:
+        with study_lock(study):
             storage = open_storage(study)
+            progress.quiet_libraries()
+            splits = prepare(study)
+            procs = start_local_workers(study, workers)
             start = time.perf_counter()
-            search(study, splits, storage, sole_process=is_sqlite(url))
+            search(study, splits, storage, sole_process=is_sqlite(study.paths.storage_url))
             for p in procs:
                 p.wait()
             results = finalize(study, splits, storage, search_seconds=time.perf_counter() - start)
@@ -151,7 +166,10 @@ def run(study: "LoadedStudy", *, workers: int = 0, push: bool = True) -> dict[st
     finally:
         for p in procs:
             if p.poll() is None:
-                p.terminate()
+                p.terminate()  # each marks its running trial failed on the way out
+        for p in procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(timeout=60)
     final = results["final"]
     progress.say(f"final model: trial {final['trial']} ({final['how']}), test "
                  f"{study.spec.objective.metric if study.spec.objective.metric in final['test_metrics'] else 'accuracy'}"
@@ -166,21 +184,19 @@ def run(study: "LoadedStudy", *, workers: int = 0, push: bool = True) -> dict[st
 
 def run_worker(study: "LoadedStudy", *, max_trials: int | None = None) -> int:
     """One worker: join the shared study and run trials; the coordinator finalizes."""
-    progress.quiet_libraries()
-    splits = prepare(study)
-    url = study.paths.storage_url
-    with SqliteLock(url) if is_sqlite(url) else contextlib.nullcontext():
+    with study_lock(study):
         storage = open_storage(study)
-        return search(study, splits, storage, max_trials=max_trials, sole_process=is_sqlite(url),
+        progress.quiet_libraries()
+        splits = prepare(study)
+        return search(study, splits, storage, max_trials=max_trials, sole_process=is_sqlite(study.paths.storage_url),
                       wait_for_others=max_trials is None)
 
 
 def finalize_only(study: "LoadedStudy") -> dict[str, Any]:
-    progress.quiet_libraries()
-    splits = prepare(study)
-    url = study.paths.storage_url
-    with SqliteLock(url) if is_sqlite(url) else contextlib.nullcontext():
+    with study_lock(study):
         storage = open_storage(study)
+        progress.quiet_libraries()
+        splits = prepare(study)
         results = finalize(study, splits, storage)
         report(study, results, storage)
     return results

@@ -82,3 +82,39 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "hpo", *args], capture_output=True, text=True,
                           env=full_env, cwd=cwd, timeout=timeout)
+
+
+# -- storages: a real PostgreSQL server the tests start themselves, and SQLite files --------------------
+@pytest.fixture(scope="session")
+def pg_server() -> Any:
+    """A PostgreSQL server on 127.0.0.1 in a temp folder; missing binaries fail in CI, skip elsewhere."""
+    from pg_server import find_bindir, start_server
+
+    bindir = find_bindir()
+    if bindir is None or not (bindir / "pg_ctl").exists():
+        message = ("PostgreSQL server binaries not found (looked in HPO_PG_BIN, /usr/lib/postgresql/*/bin, PATH): "
+                   "apt-get install -y postgresql")
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    server = start_server(bindir)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_url(pg_server: Any) -> str:
+    """postgresql+psycopg://hpo:PASSWORD@127.0.0.1:PORT/hpo (with a password, so redaction is testable)."""
+    return pg_server.url()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty storage of each kind the machine has (in-memory cannot be shared across processes)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    server = request.getfixturevalue("pg_server")
+    return server.create_db(f"t{os.getpid()}_{next(_DB_IDS)}")
+
+
+_DB_IDS = iter(range(1, 1_000_000))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,8 +48,13 @@ def tokenize_splits(splits: "Splits", tokenizer: Any, *, max_length: int,
     dd = datasets.DatasetDict({"train": splits.train, "validation": splits.validation})
     drop = [c for c in splits.train.column_names if c != "label"]
     tokenized = dd.map(encode, batched=True, remove_columns=drop).rename_column("label", "labels")
-    tmp = folder.with_name(folder.name + ".tmp")
+    tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")  # workers sharing output_dir tokenize at once
     shutil.rmtree(tmp, ignore_errors=True)
     tokenized.save_to_disk(str(tmp))
-    tmp.replace(folder)  # atomic: a killed run never leaves a half-written cache behind
+    try:
+        tmp.replace(folder)  # atomic: a killed run never leaves a half-written cache behind
+    except OSError:
+        if not (folder / "dataset_dict.json").is_file():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)  # another worker saved the same cache first
     return datasets.load_from_disk(str(folder))

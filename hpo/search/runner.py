@@ -6,13 +6,17 @@ or shared by many workers ends with exactly `n_trials` finished trials and never
 
 from __future__ import annotations
 
+import logging
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from hpo import progress
 from hpo.study.counts import count_trials
 from hpo.study.factory import load_or_create, study_kwargs
+from hpo.study.workers import claim_once, worker_id
 
 if TYPE_CHECKING:
     import optuna
@@ -56,26 +60,39 @@ def fail_orphans(optuna_study: "optuna.Study") -> int:
         storage, "get_heartbeat_stale_trial_callback") else None
     n = 0
     for t in optuna_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        storage.set_trial_system_attr(t._trial_id, "fail_reason", "its process died")  # a failed trial is frozen
         if storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
-            storage.set_trial_system_attr(t._trial_id, "fail_reason", "its process died")
             n += 1
             if callback is not None:
                 callback(optuna_study, storage.get_trial(t._trial_id))
     return n
 
 
-def enqueue_baseline(ctx: SearchContext) -> None:
-    """The Trainer-defaults trial goes first, once per study, for the report's comparison."""
+def enqueue_initial(ctx: SearchContext) -> None:
+    """Before the sampler: the Trainer-defaults baseline, then the study file's known configurations.
+
+    Only into a new study, so a resumed or shared study never gets them twice.
+    """
     from hpo.search.space import trainer_defaults
 
     s = ctx.study.spec
-    if not s.search.baseline or ctx.optuna_study.user_attrs.get("baseline_enqueued"):
+    if ctx.optuna_study.user_attrs.get("initial_enqueued") or ctx.optuna_study.get_trials(deepcopy=False):
         return
-    if ctx.optuna_study.get_trials(deepcopy=False):
+    if not claim_once(ctx.optuna_study, "hpo:initial_enqueued"):  # workers starting together enqueue once
         return
-    params = trainer_defaults(s.search, s.training)
-    ctx.optuna_study.set_user_attr("baseline_enqueued", True)
-    ctx.optuna_study.enqueue_trial(params, user_attrs={"baseline": True}, skip_if_exists=True)
+    ctx.optuna_study.set_user_attr("initial_enqueued", True)
+    if s.search.baseline:
+        ctx.optuna_study.enqueue_trial(trainer_defaults(s.search, s.training), user_attrs={"baseline": True})
+    for config in s.search.enqueue:
+        ctx.optuna_study.enqueue_trial(dict(config), user_attrs={"enqueued": True})
+
+
+def _no_traceback_when_interrupted(record: logging.LogRecord) -> bool:
+    """Optuna logs a trial stopped by Ctrl-C/SIGTERM with a traceback; the stop is deliberate: one line."""
+    if record.exc_info and record.exc_info[0] is KeyboardInterrupt:
+        record.exc_info = None
+        record.exc_text = None
+    return True
 
 
 def run_trials(ctx: SearchContext, *, max_trials: int | None = None, timeout: float | None = None,
@@ -85,13 +102,15 @@ def run_trials(ctx: SearchContext, *, max_trials: int | None = None, timeout: fl
     import optuna
 
     from hpo.metrics import metric_names  # noqa: F401  (import early: metric loading errors before training)
+    from hpo.selection.objectives import make_objective, search_direction
 
     spec = ctx.study.spec
     n_trials, direction = spec.search.n_trials, spec.objective.resolved_direction
-    key = _objective_key(spec.objective.metric)
     started = time.monotonic()
     ran = 0
+    logging.getLogger("optuna.study._optimize").addFilter(_no_traceback_when_interrupted)
     kwargs = study_kwargs(ctx.study, ctx.model_id, ctx.storage)
+    me = worker_id()
     while True:
         counts = count_trials(ctx.optuna_study)
         if counts.finished >= n_trials or (max_trials is not None and ran >= max_trials):
@@ -101,20 +120,33 @@ def run_trials(ctx: SearchContext, *, max_trials: int | None = None, timeout: fl
         if counts.finished + counts.running >= n_trials:
             if not wait_for_others:
                 return ran
-            optuna.storages.fail_stale_trials(ctx.optuna_study)  # a dead worker's trial frees its slot
+            with warnings.catch_warnings():  # heartbeats are marked experimental but are Optuna's fault tolerance
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(ctx.optuna_study)  # a dead worker's trial frees its slot
             time.sleep(POLL_SECONDS)
             continue
-        before = {t.number for t in ctx.optuna_study.get_trials(deepcopy=False)}
-        ctx.trainer.hyperparameter_search(
-            hp_space=ctx.trainer.hp_space_fn, compute_objective=lambda m: m[key], n_trials=1,
-            direction=direction, backend="optuna", catch=(Exception,), **kwargs)
+        before = {t.number for t in ctx.optuna_study.get_trials(deepcopy=False) if t.state.name != "WAITING"}
+        try:
+            ctx.trainer.hyperparameter_search(
+                hp_space=ctx.trainer.hp_space_fn, compute_objective=make_objective(spec, ctx.trainer), n_trials=1,
+                direction=search_direction(spec), backend="optuna", catch=(Exception,), **kwargs)
+        except Exception:
+            if not (taken := _taken_over(ctx.optuna_study, before, me)):
+                raise
+            progress.say(f"trial {taken.number} was failed by another worker (no heartbeat within "
+                         f"grace_period={spec.search.grace_period or 3 * spec.search.heartbeat_interval}s; raise it "
+                         "on a busy machine); its retry runs again")
         ran += 1
         if on_trial is not None:
-            mine = [t for t in ctx.optuna_study.get_trials(deepcopy=False) if t.number not in before]
+            mine = [t for t in ctx.optuna_study.get_trials(deepcopy=False)
+                    if t.number not in before and t.user_attrs.get("worker") == me]
             for t in mine:
                 on_trial(ctx.optuna_study, t)
 
 
-def _objective_key(metric: str) -> str:
-    name = metric.rstrip("/").split("/")[-1].removesuffix(".py")
-    return f"eval_{name}"
+def _taken_over(study: "optuna.Study", before: set[int], me: str) -> "optuna.trial.FrozenTrial | None":
+    """This process's trial, if another worker already failed it as stale (Optuna then cannot tell it)."""
+    for t in study.get_trials(deepcopy=False):
+        if t.number not in before and t.user_attrs.get("worker") == me and t.state.name == "FAIL":
+            return t
+    return None

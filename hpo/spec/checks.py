@@ -258,6 +258,11 @@ ALL_CHECKS = (check_dataset_source, check_objective, check_sampler_fits_space, c
               check_model_exists, check_output_dir, check_training_keys, check_int_fields_get_ints)
 
 
-def run_all(study: "LoadedStudy") -> None:
+# They import transformers (seconds); commands that only read the store (status, best) skip them.
+TRAINING_CHECKS = (check_training_keys, check_int_fields_get_ints)
+
+
+def run_all(study: "LoadedStudy", *, read_only: bool = False) -> None:
     for check in ALL_CHECKS:
-        check(study)
+        if not (read_only and check in TRAINING_CHECKS):
+            check(study)

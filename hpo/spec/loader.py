@@ -143,8 +143,9 @@ def _short(value: Any) -> str:
 
 
 def load_study(path: str | os.PathLike[str], *, storage: str | None = None,
-               output_dir: str | None = None) -> LoadedStudy:
-    """Load and fully validate a study file. Raises `SpecError` with one line for any problem."""
+               output_dir: str | None = None, read_only: bool = False) -> LoadedStudy:
+    """Load and fully validate a study file (read_only: all but the training checks, for commands that
+    train nothing). Raises `SpecError` with one line for any problem."""
     from hpo.spec import checks
 
     study_file = Path(path)
@@ -163,7 +164,7 @@ def load_study(path: str | os.PathLike[str], *, storage: str | None = None,
                           output_dir=out_path if out_path.is_absolute() else base / out_path,
                           storage_url=storage_url)
     loaded = LoadedStudy(spec, paths)
-    checks.run_all(loaded)
+    checks.run_all(loaded, read_only=read_only)
     return loaded
 
 

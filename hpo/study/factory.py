@@ -80,7 +80,22 @@ def study_kwargs(study: "LoadedStudy", model: str, storage: Any) -> dict[str, An
     """What `Trainer.hyperparameter_search` passes on to `optuna.create_study`."""
     search = study.spec.search
     return {"storage": storage, "study_name": study_names(study)[model], "load_if_exists": True,
-            "sampler": make_sampler(search.sampler, search), "pruner": make_pruner(search.pruner)}
+            "sampler": make_sampler(_worker_seeded(search.sampler, study), search),
+            "pruner": make_pruner(search.pruner)}
+
+
+def _worker_seeded(spec: "SamplerSpec", study: "LoadedStudy") -> "SamplerSpec":
+    """On a shared store each worker derives its own seed from the study's: with one seed, workers started
+    together would all suggest the same parameters. SQLite has one process, so its runs stay reproducible."""
+    import hashlib
+
+    from hpo.study.storage import is_sqlite
+    from hpo.study.workers import worker_id
+
+    if spec.seed is None or is_sqlite(study.paths.storage_url):
+        return spec
+    digest = hashlib.sha256(f"{spec.seed}:{worker_id()}".encode()).digest()
+    return spec.model_copy(update={"seed": int.from_bytes(digest[:4], "big")})
 
 
 def load_or_create(study: "LoadedStudy", model: str, storage: Any) -> "optuna.Study":

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from hpo.errors import ConcurrencyError, SpecError, StorageError
+from hpo.study.retry import RetryStaleTrial
 
 KNOWN_BACKENDS = ("sqlite", "postgresql", "mysql")
 
@@ -94,8 +95,7 @@ def make_storage(url: str, *, heartbeat_interval: int | None = None, grace_perio
         if heartbeat_interval:
             kwargs.update(heartbeat_interval=heartbeat_interval,
                           grace_period=grace_period or 3 * heartbeat_interval,
-                          heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                              max_retry=max_retries) if max_retries else None)
+                          heartbeat_stale_trial_callback=RetryStaleTrial(max_retries) if max_retries else None)
         try:
             return optuna.storages.RDBStorage(url, **kwargs)
         except (SQLAlchemyError, OSError) as e:

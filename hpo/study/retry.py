@@ -1,0 +1,36 @@
+"""Retrying the trial of a dead worker, once its heartbeat has gone stale.
+
+Like Optuna's `RetryHeartbeatStaleTrialCallback` (same `failed_trial` and `retry_history` system attrs, so
+Optuna's tools read them), except that the retry carries its parameters as enqueued fixed params instead
+of validated distributions: the Trainer-defaults baseline may lie outside the searched range, and
+Optuna's version then raises inside the worker that noticed the stale trial, killing a second worker.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import optuna
+
+# What the dead process measured or owned; the retry measures its own.
+_NOT_INHERITED = ("worker", "metrics", "progress", "profile", "duration_s", "checkpoint")
+
+
+class RetryStaleTrial:
+    def __init__(self, max_retry: int) -> None:
+        self.max_retry = max_retry
+
+    def __call__(self, study: "optuna.Study", trial: "optuna.trial.FrozenTrial") -> None:
+        import optuna
+
+        history = [*trial.system_attrs.get("retry_history", []), trial.number]
+        if len(history) > self.max_retry:
+            return
+        first = trial.system_attrs.get("failed_trial", trial.number)
+        system = {k: v for k, v in trial.system_attrs.items() if k != "fail_reason"}
+        system.update(failed_trial=first, retry_history=history, fixed_params=dict(trial.params))
+        user = {k: v for k, v in trial.user_attrs.items() if k not in _NOT_INHERITED}
+        user["retry_of"] = first
+        study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.WAITING, user_attrs=user,
+                                                  system_attrs=system))

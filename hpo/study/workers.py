@@ -1,0 +1,39 @@
+"""Many processes on one study: who runs a trial (the `worker` user attr, shown by `hpo status`) and
+one-time steps that exactly one of them may take."""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import optuna
+
+
+def worker_id() -> str:
+    """host:pid of this process: unique among live workers on any number of machines."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def claim_once(study: "optuna.Study", key: str) -> bool:
+    """True for exactly one of all the processes that ask, on any machine: an INSERT into the study's
+    system attrs, which are unique per (study, key), so a second claimant's insert fails."""
+    from hpo.study.counts import rdb_backend
+
+    rdb = rdb_backend(study)
+    if rdb is None:  # not shareable between processes: a plain check is enough
+        if key in study.system_attrs:
+            return False
+        study._storage.set_study_system_attr(study._study_id, key, True)
+        return True
+    import sqlalchemy as sa
+    from optuna.storages._rdb import models
+
+    table = models.StudySystemAttributeModel.__table__
+    try:
+        with rdb.engine.begin() as conn:
+            conn.execute(table.insert().values(study_id=study._study_id, key=key, value_json="true"))
+    except sa.exc.IntegrityError:
+        return False
+    return True
