@@ -138,7 +138,8 @@ def test_postgres_password_reaches_no_output_log_result_or_stored_attr(make_stud
     assert json.loads((out / "results.json").read_text())["storage"].count("***") == 1
 
     s = optuna.load_study(study_name="tiny", storage=url)
-    stored = [s.user_attrs, s.system_attrs] + [a for t in s.get_trials() for a in (t.user_attrs, t.system_attrs)]
+    stored = [s.user_attrs, s._storage.get_study_system_attrs(s._study_id)]
+    stored += [a for t in s.get_trials() for a in (t.user_attrs, t.system_attrs)]
     assert PASSWORD not in json.dumps(stored, default=str)
     assert all(":" in str(t.user_attrs.get("worker", "")) for t in s.get_trials() if t.state.name == "COMPLETE")
 

@@ -23,7 +23,7 @@ def claim_once(study: "optuna.Study", key: str) -> bool:
 
     rdb = rdb_backend(study)
     if rdb is None:  # not shareable between processes: a plain check is enough
-        if key in study.system_attrs:
+        if key in study._storage.get_study_system_attrs(study._study_id):
             return False
         study._storage.set_study_system_attr(study._study_id, key, True)
         return True
