@@ -47,28 +47,34 @@ def model_dir(output_dir: Path, model_id: str, several: bool) -> Path:
 
 
 def promote(study: "LoadedStudy", model_id: str, optuna_study: "optuna.Study", splits: "Splits",
-            target: Path) -> dict[str, Any]:
-    """Put the best trial's model in `target` (once) and say how it got there."""
+            target: Path, *, trial: "optuna.trial.FrozenTrial | None" = None, source: str | None = None,
+            how: str | None = None) -> dict[str, Any]:
+    """Put the best trial's model (or `trial`'s, copied from `source` when given) in `target` (once) and say
+    how it got there."""
     try:
-        best = optuna_study.best_trial
+        best = trial or optuna_study.best_trial
     except ValueError:
         raise StageError(f"study {optuna_study.study_name!r} has no completed trial to promote",
                          hint="run the search first (hpo run), or check why trials failed (hpo status)") from None
-    marker = read_json(target / MARKER)
-    if marker and marker.get("trial") == best.number and marker.get("study") == optuna_study.study_name:
+    marker = read_json(target / MARKER) or {}
+    same_origin = marker.get("how") == how if source is not None else marker.get("how") in ("reused", "retrained")
+    if marker.get("trial") == best.number and marker.get("study") == optuna_study.study_name and same_origin:
         return marker
     start = time.perf_counter()
     checkpoint = best.user_attrs.get("checkpoint")
     strategy = study.spec.final.strategy
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    if strategy == "reuse" and checkpoint and (Path(checkpoint) / "config.json").is_file():
+    if source is not None:
+        shutil.copytree(source, tmp)
+        how = how or "copied"
+    elif strategy == "reuse" and checkpoint and (Path(checkpoint) / "config.json").is_file():
         shutil.copytree(checkpoint, tmp)
         how = "reused"
     else:
         _retrain(study, model_id, best, splits, tmp)
         how = "retrained"
-    info = {"study": optuna_study.study_name, "trial": best.number, "value": best.value, "params": best.params,
+    info = {"study": optuna_study.study_name, "trial": best.number, "value": best.values[0], "params": best.params,
             "how": how, "seconds": round(time.perf_counter() - start, 2)}
     write_json(tmp / MARKER, info)
     shutil.rmtree(target, ignore_errors=True)

@@ -30,19 +30,26 @@ def print_status(study: "LoadedStudy", *, limit: int = 50) -> None:
     from rich.table import Table
 
     from hpo.progress import format_params
+    from hpo.selection.objectives import objective_names
+    from hpo.selection.pareto import front_numbers
 
     console = Console(highlight=False)
+    names = objective_names(study.spec)
     for model, s in _studies(study):
         counts = count_trials(s)
         shown = latest_trials(s, limit)
         table = Table(title=f"{s.study_name}  ({model})  {counts.finished}/{study.spec.search.n_trials} finished: "
                             f"{counts.complete} complete, {counts.pruned} pruned, {counts.failed} failed, "
                             f"{counts.running} running", title_justify="left")
-        for col in ("#", "state", study.spec.objective.metric, "duration", "worker", "params"):
+        front = front_numbers(s)  # multi-objective: its members are marked
+        extra = ["front"] if len(names) > 1 else []
+        for col in ("#", "state", *names, *extra, "duration", "worker", "params"):
             table.add_column(col, no_wrap=col != "params")
         for t in shown:
             secs = t.user_attrs.get("duration_s")
-            table.add_row(str(t.number), t.state.name, "" if t.value is None else f"{t.value:.4f}",
+            values = [f"{v:.4g}" if i else f"{v:.4f}" for i, v in enumerate(t.values)] if t.values else [""] * len(names)
+            marks = ["*" if t.number in front else ""] if extra else []
+            table.add_row(str(t.number), t.state.name, *values, *marks,
                           f"{secs:.0f}s" if secs is not None else "", str(t.user_attrs.get("worker", "")),
                           format_params(t.params))
         console.print(table)
@@ -54,13 +61,17 @@ def print_status(study: "LoadedStudy", *, limit: int = 50) -> None:
 
 
 def best_trials(study: "LoadedStudy") -> Any:
+    from hpo.selection.objectives import objective_names
+    from hpo.selection.pareto import ranked
+
     out = []
     for model, s in _studies(study):
-        try:
-            b = s.best_trial
-        except ValueError:
-            raise StageError(f"study {s.study_name!r} has no completed trial yet", hint="run 'hpo run'") from None
-        out.append({"model": model, "study_name": s.study_name, "number": b.number, "value": b.value,
+        candidates = ranked(s, study.spec)  # multi-objective: the trial selection.pick chooses
+        if not candidates:
+            raise StageError(f"study {s.study_name!r} has no completed trial yet", hint="run 'hpo run'")
+        b = candidates[0]
+        out.append({"model": model, "study_name": s.study_name, "number": b.number, "value": b.values[0],
+                    **({"values": dict(zip(objective_names(study.spec), b.values))} if len(b.values) > 1 else {}),
                     "params": b.params, "metrics": b.user_attrs.get("metrics", {}),
                     "duration_s": b.user_attrs.get("duration_s")})
     return out[0] if len(out) == 1 else out

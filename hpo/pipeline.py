@@ -61,6 +61,7 @@ def finalize(study: "LoadedStudy", splits: "Splits", storage: Any, *, search_sec
     from hpo.evaluation import evaluate_on
     from hpo.final import MARKER, final_lock, model_dir, promote
     from hpo.results import build_results
+    from hpo.selection.choose import choose
 
     spec, out = study.spec, study.paths.output_dir
     with final_lock(out):
@@ -76,18 +77,22 @@ def finalize(study: "LoadedStudy", splits: "Splits", storage: Any, *, search_sec
                                  f"and {counts.running} running", hint="finalize once the workers are done")
             target = model_dir(out, model, len(spec.models) > 1)
             before = read_json(target / MARKER)
-            final = promote(study, model, optuna_study, splits, target)
+            choice = choose(study, model, optuna_study, splits)
+            final = promote(study, model, optuna_study, splits, target, trial=choice.trial, source=choice.source,
+                            how=choice.how)
             if final != before:
                 progress.say(f"promoted trial {final['trial']} of {name!r} ({final['how']}, {final['seconds']}s)")
             old = next((m for m in previous.get("models", []) if m.get("study_name") == name), None)
-            if old and old.get("final", {}).get("trial") == final["trial"] and old.get("test"):
+            if old and old.get("final", {}).get("trial") == final["trial"] and old.get("test") and \
+                    old["final"].get("how") == final["how"]:
                 test = old["test"]
             else:
                 progress.say(f"evaluating trial {final['trial']} of {name!r} on {len(splits.test)} unseen rows")
                 test = evaluate_on(str(target), splits.test, splits.label_names,
                                    max_length=spec.dataset.max_length, average=spec.objective.average)
             rows.append({"model": model, "study_name": name, "path": str(target), "final": final,
-                         "test": test, "optuna_study": optuna_study})
+                         "test": test, "optuna_study": optuna_study, "trial": choice.trial,
+                         "selection": choice.record})
         results = build_results(study, splits, rows, search_seconds=search_seconds, previous=previous)
         if len(rows) > 1:
             _copy_winner(out, results)

@@ -26,14 +26,20 @@ def trial_line(study: "optuna.Study", trial: "optuna.trial.FrozenTrial", n_trial
     from hpo.study.counts import count_trials
 
     state = trial.state.name
-    value = "" if trial.value is None else f"{metric}={trial.value:.4f}"
+    value = "" if not trial.values else f"{metric}={trial.values[0]:.4f}"
+    if trial.values and len(trial.values) > 1:  # multi-objective: the costs too
+        names = study.metric_names or [f"objective {i}" for i in range(len(trial.values))]
+        value += "".join(f" {n}={v:.4g}" for n, v in zip(names[1:], trial.values[1:]))
     if state == "PRUNED":
         value = f"pruned at {trial.user_attrs.get('progress', '?')}% of an epoch"
     elif state == "FAIL":
         value = str(trial.system_attrs.get("fail_reason", "failed")).splitlines()[0][:120]
     try:
-        best = study.best_trial
-        best_text = f"best {best.value:.4f} (#{best.number})"
+        if len(study.directions) > 1:
+            best_text = f"Pareto front: {', '.join(f'#{t.number}' for t in study.best_trials) or 'empty'}"
+        else:
+            best = study.best_trial
+            best_text = f"best {best.value:.4f} (#{best.number})"
     except ValueError:
         best_text = "no best yet"
     done = count_trials(study).finished

@@ -30,9 +30,14 @@ def results_path(output_dir: Path) -> Path:
 
 
 def trial_record(t: Any) -> dict[str, Any]:
-    return {"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
-            "duration_s": t.user_attrs.get("duration_s"), "baseline": bool(t.user_attrs.get("baseline")),
-            "worker": t.user_attrs.get("worker")}
+    record = {"number": t.number, "state": t.state.name, "value": t.values[0] if t.values else None,
+              "params": t.params, "duration_s": t.user_attrs.get("duration_s"),
+              "baseline": bool(t.user_attrs.get("baseline")), "worker": t.user_attrs.get("worker")}
+    if t.values and len(t.values) > 1:  # multi-objective: the metric first, then the costs
+        record["values"] = list(t.values)
+    if t.user_attrs.get("warm_start"):
+        record["warm_start"] = t.user_attrs["warm_start"]
+    return record
 
 
 def model_summary(row: dict[str, Any]) -> dict[str, Any]:
@@ -41,17 +46,17 @@ def model_summary(row: dict[str, Any]) -> dict[str, Any]:
 
     study = row["optuna_study"]
     trials = study.get_trials(deepcopy=False)
-    best = study.best_trial
+    best = row.get("trial") or study.best_trial  # the trial selection chose (hpo.selection)
     baseline = next((t for t in trials if t.user_attrs.get("baseline")), None)
     compute = sum(t.user_attrs.get("duration_s") or 0 for t in trials)
     test = row["test"]
     return {
         "model": row["model"], "study_name": row["study_name"], "path": row["path"],
-        "best_trial": best.number, "best_value": best.value, "best_params": best.params,
+        "best_trial": best.number, "best_value": best.values[0], "best_params": best.params,
         "validation_metrics": best.user_attrs.get("metrics", {}),
         "baseline": trial_record(baseline) if baseline else None,
         "counts": count_trials(study).as_dict(), "compute_s": round(compute, 2),
-        "final": row["final"], "test": test,
+        "final": row["final"], "test": test, "selection": row.get("selection"),
     }
 
 
@@ -86,5 +91,6 @@ def build_results(study: Any, splits: Any, rows: list[dict[str, Any]], *, search
         "trials": {m["study_name"]: [trial_record(t) for t in r["optuna_study"].get_trials(deepcopy=False)]
                    for m, r in zip(models, rows)},
         "timings": timings,
+        "selection": winner.get("selection"),
         "hub": previous.get("hub"),
     }

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from hpo.report import html, markdown, sections
 from hpo.report.card import body_blocks, build_card, model_ref
+from hpo.report.selection import selection
 
 if TYPE_CHECKING:
     from hpo.spec import LoadedStudy
@@ -44,7 +45,8 @@ def report_blocks(study: "LoadedStudy", results: dict[str, Any], images: list[tu
     blocks = body_blocks(results, study.spec, model_ref=model_ref(study), title=title)
     at = next(i for i, b in enumerate(blocks) if getattr(b, "text", None) == "Training data")
     figures = [(f"{PLOTS_DIR}/{name}", caption) for name, caption in images]
-    return [*blocks[:at], *sections.plots(figures, skipped), *sections.trials(results), *blocks[at:]]
+    return [*blocks[:at], *selection(results), *sections.plots(figures, skipped), *sections.trials(results),
+            *blocks[at:]]
 
 
 def write_report(study: "LoadedStudy", results: dict[str, Any], storage: Any) -> list[Path]:

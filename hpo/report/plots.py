@@ -68,9 +68,11 @@ def write_plots(studies: dict[str, Any], folder: Path, *, metric: str) -> tuple[
             skipped.append(f"{caption}: not drawn ({why})")
 
     all_studies = list(studies.values())
+    multi = any(len(s.directions) > 1 for s in all_studies)
+    target = (lambda t: t.values[0]) if multi else None  # multi-objective: plot the metric (first objective)
     add("optimization_history.png", f"Optimization history: validation {metric} per trial and best so far",
         lambda: _integer_x(vis.plot_optimization_history(all_studies if several else all_studies[0],
-                                                         target_name=metric)))
+                                                         target=target, target_name=metric)))
     for label, study in studies.items():
         suffix = f"-{_slug(label)}" if several else ""
         of = f" ({label})" if several else ""
@@ -81,7 +83,10 @@ def write_plots(studies: dict[str, Any], folder: Path, *, metric: str) -> tuple[
                            f"complete trials and one searched parameter; has {len(complete)} and {len(params)})")
         else:
             add(f"param_importances{suffix}.png", f"Parameter importances for validation {metric}{of}",
-                lambda s=study: vis.plot_param_importances(s, target_name=metric))
+                lambda s=study: vis.plot_param_importances(s, target=target, target_name=metric))
+        if len(study.directions) > 1:
+            add(f"pareto_front{suffix}.png", f"Pareto front{of}",
+                lambda s=study: vis.plot_pareto_front(s, target_names=s.metric_names))
         if not any(t.intermediate_values for t in study.get_trials(deepcopy=False)):
             skipped.append(f"Intermediate values{of}: not drawn (no trial reported intermediate values)")
         else:

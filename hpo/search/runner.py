@@ -74,10 +74,12 @@ def enqueue_initial(ctx: SearchContext) -> None:
     Only into a new study, so a resumed or shared study never gets them twice.
     """
     from hpo.search.space import trainer_defaults
+    from hpo.selection.warm import enqueue_warm_start, warm_start
 
     s = ctx.study.spec
     if ctx.optuna_study.user_attrs.get("initial_enqueued") or ctx.optuna_study.get_trials(deepcopy=False):
         return
+    warm = warm_start(ctx.study)  # before the claim: an unreadable source must not use up the one-time step
     if not claim_once(ctx.optuna_study, "hpo:initial_enqueued"):  # workers starting together enqueue once
         return
     ctx.optuna_study.set_user_attr("initial_enqueued", True)
@@ -85,6 +87,7 @@ def enqueue_initial(ctx: SearchContext) -> None:
         ctx.optuna_study.enqueue_trial(trainer_defaults(s.search, s.training), user_attrs={"baseline": True})
     for config in s.search.enqueue:
         ctx.optuna_study.enqueue_trial(dict(config), user_attrs={"enqueued": True})
+    enqueue_warm_start(ctx.optuna_study, warm)
 
 
 def _no_traceback_when_interrupted(record: logging.LogRecord) -> bool:
@@ -105,7 +108,7 @@ def run_trials(ctx: SearchContext, *, max_trials: int | None = None, timeout: fl
     from hpo.selection.objectives import make_objective, search_direction
 
     spec = ctx.study.spec
-    n_trials, direction = spec.search.n_trials, spec.objective.resolved_direction
+    n_trials = spec.search.n_trials
     started = time.monotonic()
     ran = 0
     logging.getLogger("optuna.study._optimize").addFilter(_no_traceback_when_interrupted)

@@ -82,7 +82,7 @@ def build_trainer(study: "LoadedStudy", model_id: str, splits: "Splits", *, chec
         compute_metrics=compute_metrics_fn(study),
         evals_per_epoch=spec.search.evals_per_epoch, objective_key=spec.objective.metric,
         direction=spec.objective.resolved_direction, checkpoints=checkpoints,
-        keep_checkpoints=spec.search.keep_checkpoints, n_trials=spec.search.n_trials)
+        keep_checkpoints=max(spec.search.keep_checkpoints, spec.selection.top_k), n_trials=spec.search.n_trials)
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # per-step log dicts; progress.py prints one line per trial

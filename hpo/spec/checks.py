@@ -209,6 +209,54 @@ def check_enqueued_in_space(study: "LoadedStudy") -> None:
                                 path=f"search.enqueue.{i}.{key}", hint=f"use keys of search.space: {', '.join(space)}")
 
 
+def check_multi_objective(study: "LoadedStudy") -> None:
+    """Secondary objectives are listed once, need a multi-objective sampler and run without pruning."""
+    spec, f = study.spec, study.file
+    secondary = spec.objective.secondary
+    if len(set(secondary)) != len(secondary):
+        raise SpecError("objective.secondary lists an objective twice", file=f, path="objective.secondary",
+                        hint="list each of latency_ms, parameters once")
+    if not secondary:
+        return
+    if spec.search.sampler.name == "cmaes":
+        raise SpecError("the cmaes sampler cannot run a multi-objective study", file=f, path="search.sampler.name",
+                        hint="use tpe, nsga2, random, gp or grid, or drop objective.secondary")
+    if spec.search.pruner.name != "none":
+        raise SpecError("multi-objective trials are never pruned (Optuna cannot rank them mid-training)", file=f,
+                        path="search.pruner.name", hint="set search.pruner.name: none")
+
+
+def check_pick_rule(study: "LoadedStudy") -> None:
+    """selection.pick names declared objectives, and only for a multi-objective study."""
+    spec, f = study.spec, study.file
+    pick, secondary = spec.selection.pick, spec.objective.secondary
+    if (pick.best is not None or pick.budget) and not secondary:
+        raise SpecError("selection.pick only applies to a multi-objective study", file=f, path="selection.pick",
+                        hint="add objective.secondary: [latency_ms] or drop selection.pick")
+    names = [spec.objective.metric, *secondary]
+    if pick.best is not None and pick.best not in names:
+        raise SpecError(f"{pick.best!r} is not an objective of this study", file=f, path="selection.pick.best",
+                        hint=f"use one of {', '.join(names)}")
+    for key in pick.budget:
+        if key not in secondary:
+            raise SpecError(f"budget on {key!r}, which is not a secondary objective", file=f,
+                            path=f"selection.pick.budget.{key}", hint=f"add {key} to objective.secondary")
+
+
+def check_warm_start(study: "LoadedStudy") -> None:
+    """A warm-start source is another study, in a storage URL that parses."""
+    from hpo.study.storage import parse_storage_url
+
+    ws = study.spec.search.warm_start
+    if ws is None:
+        return
+    if ws.storage is None and ws.study == study.spec.name:
+        raise SpecError("a study cannot warm-start from itself", file=study.file, path="search.warm_start.study",
+                        hint="name another study, or give its storage")
+    if ws.storage is not None:
+        parse_storage_url(ws.storage, file=study.file)
+
+
 def check_storage_url(study: "LoadedStudy") -> None:
     """The storage URL parses as an SQLAlchemy URL with a known backend."""
     from hpo.study.storage import parse_storage_url
@@ -254,7 +302,7 @@ def check_output_dir(study: "LoadedStudy") -> None:
 
 
 ALL_CHECKS = (check_dataset_source, check_objective, check_sampler_fits_space, check_enqueued_in_space,
-              check_storage_url,
+              check_multi_objective, check_pick_rule, check_warm_start, check_storage_url,
               check_model_exists, check_output_dir, check_training_keys, check_int_fields_get_ints)
 
 

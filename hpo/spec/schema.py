@@ -123,10 +123,21 @@ class ObjectiveSpec(Strict):
         None, description="Default: minimize for loss, maximize otherwise.")
     average: Literal["macro", "micro", "weighted", "binary"] = Field(
         "macro", description="Averaging for f1/precision/recall.")
+    secondary: list[Literal["latency_ms", "parameters"]] = Field(
+        default_factory=list, description="Costs minimized alongside the metric (a multi-objective study): "
+                                          "latency_ms (model forward time per validation example, measured at "
+                                          "the end of each trial), parameters (model size). Pick the final trial "
+                                          "with selection.pick.")
 
     @property
     def resolved_direction(self) -> str:
         return self.direction or ("minimize" if self.metric == "loss" else "maximize")
+
+
+class WarmStartSpec(Strict):
+    study: str = Field(description="Name of the study to take configurations from.")
+    storage: str | None = Field(None, description="Its Optuna storage URL (${ENV} allowed); default: this study's.")
+    top: int = Field(3, ge=1, le=1000, description="How many of its best trials to enqueue.")
 
 
 class SearchSpec(Strict):
@@ -140,11 +151,31 @@ class SearchSpec(Strict):
     baseline: bool = Field(True, description="Enqueue one trial with the Trainer's defaults first.")
     enqueue: list[dict[str, Union[bool, int, float, str, None]]] = Field(
         default_factory=list, description="Known configurations (space key -> value) tried before the sampler.")
-    keep_checkpoints: int = Field(3, ge=1, description="Models of the best trials kept on disk.")
+    keep_checkpoints: int = Field(3, ge=1, description="Models of the best trials kept on disk "
+                                                       "(raised to selection.top_k when that is larger).")
+    warm_start: WarmStartSpec | None = Field(
+        None, description="Enqueue the best trials of another study (any storage) into a new study.")
     max_retries: int = Field(2, ge=0, description="Times a trial whose worker died is retried.")
     heartbeat_interval: int = Field(10, ge=1, description="Seconds between trial heartbeats (RDB storages).")
     grace_period: int | None = Field(None, ge=1, description="Seconds without heartbeat before a trial is "
                                                               "stale (default 3 x heartbeat_interval).")
+
+
+class PickSpec(Strict):
+    best: str | None = Field(None, description="Objective to optimize among the Pareto front: the metric "
+                                                "(default) or a secondary objective (latency_ms, parameters).")
+    budget: dict[Literal["latency_ms", "parameters"], float] = Field(
+        default_factory=dict, description="Upper bound per secondary objective, e.g. {latency_ms: 5}; trials "
+                                          "over any bound are not picked.")
+
+
+class SelectionSpec(Strict):
+    top_k: int = Field(3, ge=1, le=100, description="Best trials scored on the unseen test split after the search "
+                                                    "to check the validation ranking (1 disables this gate).")
+    seeds: int = Field(1, ge=1, le=20, description="Training runs per finalist (the top_k best trials) with fresh "
+                                                   "seeds; >1: the final model is the finalist with the best mean.")
+    pick: PickSpec = Field(default_factory=PickSpec, description="Multi-objective studies: the rule that picks "
+                                                                 "the final trial from the Pareto front.")
 
 
 class FinalSpec(Strict):
@@ -181,6 +212,8 @@ class StudySpec(Strict):
     search: SearchSpec = Field(default_factory=SearchSpec, description="The space, budget, sampler and pruner.")
     training: dict[str, Any] = Field(default_factory=dict, description="Fixed TrainingArguments fields.")
     final: FinalSpec = Field(default_factory=FinalSpec, description="How the best trial becomes the final model.")
+    selection: SelectionSpec = Field(default_factory=SelectionSpec,
+                                     description="How the final model is chosen among the best trials.")
     hub: HubSpec | None = Field(None, description="Push the final model here; absent: nothing is pushed.")
 
     @field_validator("name")

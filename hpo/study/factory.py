@@ -101,8 +101,12 @@ def _worker_seeded(spec: "SamplerSpec", study: "LoadedStudy") -> "SamplerSpec":
 def load_or_create(study: "LoadedStudy", model: str, storage: Any) -> "optuna.Study":
     import optuna
 
+    from hpo.selection.objectives import directions, name_metrics
+
     kw = study_kwargs(study, model, storage)
-    return optuna.create_study(direction=study.spec.objective.resolved_direction, **kw)
+    created = optuna.create_study(directions=directions(study.spec), **kw)
+    name_metrics(created, study.spec)
+    return created
 
 
 def load_existing(study: "LoadedStudy", model: str, storage: Any) -> "optuna.Study | None":

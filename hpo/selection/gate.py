@@ -1,0 +1,112 @@
+"""The held-out gate: the top-k trials scored on the unseen test split, to see whether validation ranked them right.
+
+A diagnostic, never a chooser: picking the final model by test score would make the test score optimistic.
+Models come from the trials' saved checkpoints, or are retrained with the trial's parameters when missing;
+scores are cached in the output folder so a rerun does not redo them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hpo import progress
+from hpo.results import read_json, write_json
+from hpo.selection.objectives import primary_value
+from hpo.selection.stats import binomial_noise, rank_correlation, ranks
+
+if TYPE_CHECKING:
+    import optuna
+
+    from hpo.data import Splits
+    from hpo.spec import LoadedStudy
+
+PROPORTIONS = {"accuracy", "f1", "precision", "recall"}  # metrics in [0, 1] where a binomial error fits
+
+
+def selection_dir(study: "LoadedStudy", study_name: str) -> Path:
+    return study.paths.output_dir / "selection" / study_name
+
+
+def test_metric(metric: str) -> str:
+    """The unseen-data metric compared with validation: the objective's, else accuracy (for loss)."""
+    from hpo.evaluation import ALL_METRICS
+
+    return metric if metric in ALL_METRICS else "accuracy"
+
+
+def trial_model(study: "LoadedStudy", model_id: str, trial: "optuna.trial.FrozenTrial", splits: "Splits",
+                folder: Path) -> tuple[str, str]:
+    """(path of the trial's model, 'checkpoint' or 'retrained')."""
+    checkpoint = trial.user_attrs.get("checkpoint")
+    if checkpoint and (Path(checkpoint) / "config.json").is_file():
+        return checkpoint, "checkpoint"
+    from hpo.final import _retrain
+
+    out = folder / f"trial-{trial.number}"
+    if not (out / "config.json").is_file():
+        progress.say(f"gate: trial {trial.number} has no saved model; retraining it")
+        tmp = out.with_name(out.name + ".tmp")
+        _retrain(study, model_id, trial, splits, tmp)
+        tmp.replace(out)
+    return str(out), "retrained"
+
+
+def run_gate(study: "LoadedStudy", model_id: str, optuna_study: "optuna.Study", splits: "Splits",
+             candidates: list["optuna.trial.FrozenTrial"]) -> dict[str, Any] | None:
+    """Score the first top_k candidates on the test split; None when the gate is off (top_k 1)."""
+    from hpo.evaluation import evaluate_on
+
+    spec = study.spec
+    k = min(spec.selection.top_k, len(candidates))
+    if spec.selection.top_k < 2 or k < 2:
+        return None
+    folder = selection_dir(study, optuna_study.study_name)
+    cache_path = folder / "gate.json"
+    cache = read_json(cache_path) or {}
+    metric = test_metric(spec.objective.metric)
+    rows = []
+    for t in candidates[:k]:
+        entry = cache.get(str(t.number))
+        if entry is None:
+            path, source = trial_model(study, model_id, t, splits, folder)
+            progress.say(f"gate: scoring trial {t.number} on {len(splits.test)} unseen rows")
+            result = evaluate_on(path, splits.test, splits.label_names, max_length=spec.dataset.max_length,
+                                 average=spec.objective.average)
+            entry = {"source": source, "test_metrics": result["metrics"]}
+            cache[str(t.number)] = entry
+            write_json(cache_path, cache)
+        rows.append({"trial": t.number, "validation": primary_value(t), "test": entry["test_metrics"][metric],
+                     "source": entry["source"]})
+    return summarize(rows, maximize=spec.objective.resolved_direction == "maximize", metric=metric,
+                     validation_metric=spec.objective.metric, n_test=len(splits.test))
+
+
+def summarize(rows: list[dict[str, Any]], *, maximize: bool, metric: str, validation_metric: str,
+              n_test: int) -> dict[str, Any]:
+    """Ranks, rank correlation and the warning, from rows of trial/validation/test values.
+
+    Rows come in the order the selection ranks them; the first is the validation winner. Test metrics are
+    always maximized (the gate compares accuracy-like scores on unseen data).
+    """
+    val_ranks = ranks([r["validation"] for r in rows], maximize=maximize)
+    test_ranks = ranks([r["test"] for r in rows], maximize=True)
+    for r, vr, tr in zip(rows, val_ranks, test_ranks):
+        r["validation_rank"], r["test_rank"] = vr, tr
+    corr = rank_correlation([r["validation"] for r in rows], [r["test"] for r in rows])
+    if not maximize and corr["spearman"] is not None:  # lower loss should mean higher accuracy: flip the sign
+        corr = {k: -v for k, v in corr.items()}
+    chosen = rows[0]
+    unseen_best = max(rows, key=lambda r: r["test"])
+    gap = unseen_best["test"] - chosen["test"]
+    noise = binomial_noise(chosen["test"], unseen_best["test"], n_test) if metric in PROPORTIONS else None
+    warning = None
+    if unseen_best["trial"] != chosen["trial"] and gap > 0 and (noise is None or gap > noise):
+        warning = (f"validation winner #{chosen['trial']} scores {metric} {chosen['test']:.4f} on unseen data, "
+                   f"but #{unseen_best['trial']} scores {unseen_best['test']:.4f}: a gap of {gap:.4f}, more than "
+                   + (f"the noise (±{noise:.4f}, 95% binomial on {n_test} examples)" if noise is not None
+                      else "zero (no noise estimate for this metric)")
+                   + "; the validation ranking may not hold up, consider more validation data or more seeds")
+    return {"k": len(rows), "validation_metric": validation_metric, "test_metric": metric, "rows": rows,
+            **corr, "noise": noise, "noise_kind": "95% binomial half-width of a difference" if noise is not None
+            else None, "unseen_winner": unseen_best["trial"], "gap": gap, "warning": warning}
