@@ -114,14 +114,12 @@ def _copy_winner(out: Path, results: dict[str, Any]) -> None:
 
 
 def report(study: "LoadedStudy", results: dict[str, Any], storage: Any) -> list[Path]:
-    try:
-        from hpo.report import write_report
-    except ImportError:
-        return []
+    from hpo.report import write_report
+
     return write_report(study, results, storage)
 
 
-def publish(study: "LoadedStudy", results: dict[str, Any]) -> dict[str, Any] | None:
+def publish(study: "LoadedStudy") -> dict[str, Any] | None:
     if study.spec.hub is None:
         return None
     from hpo.hub import push_outputs
@@ -181,7 +179,7 @@ def run(study: "LoadedStudy", *, workers: int = 0, push: bool = True) -> dict[st
                  f"={final['test_metrics'].get(study.spec.objective.metric, final['test_metrics']['accuracy']):.4f}"
                  f" -> {final['path']}")
     if push:
-        pushed = publish(study, results)
+        pushed = publish(study)
         if pushed:
             progress.say(f"pushed to {pushed['url']}")
     return results
