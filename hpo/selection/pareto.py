@@ -1,8 +1,8 @@
 """The order in which trials are candidates for the final model, and the Pareto front of multi-objective studies.
 
-Single objective: by validation value. Multi-objective: trials within the budget first, then by the pick
-rule's objective (default the metric), then by the metric; the first is the best trial that meets the budget,
-which is always on the Pareto front.
+Single objective: by validation value. Multi-objective: trials within the budget first, Pareto-front members
+before dominated trials, then by the pick rule's objective (default the metric), then by each objective in
+turn (ties in the metric go to the cheaper trial).
 """
 
 from __future__ import annotations
@@ -34,9 +34,12 @@ def ranked(study: "optuna.Study", spec: "StudySpec") -> list["optuna.trial.Froze
     pick = spec.selection.pick
     best = pick.best or names[0]
 
+    on_front = front_numbers(study)
+
     def key(t: "optuna.trial.FrozenTrial") -> tuple[Any, ...]:
         v = named_values(t, names)
-        return (not within_budget(v, pick.budget), sign[best] * v[best], sign[names[0]] * v[names[0]], t.number)
+        return (not within_budget(v, pick.budget), bool(on_front) and t.number not in on_front,
+                *[sign[n] * v[n] for n in [best, *names]], t.number)
     return sorted(completed(study), key=key)
 
 
