@@ -178,7 +178,7 @@ def test_report_shows_gate_and_seeds(gated: dict[str, Any]) -> None:
     md = (gated["out"] / "report.md").read_text()
     html = (gated["out"] / "report.html").read_text()
     assert "## Choosing the final model" in md and "Held-out gate: top 3 trials on unseen data" in md
-    assert "Finalists over 2 seeds" in md and "(chosen)" in md and "95% interval (t)" in md
+    assert "Finalists over 2 seeds" in md and "(chosen)" in md and "± (95%, t)" in md
     assert "Held-out gate" in html and "Finalists over 2 seeds" in html
     gate = gated["results"]["selection"]["gate"]
     assert ("Spearman" in md) == (gate["spearman"] is not None)

@@ -25,7 +25,7 @@ def selection(results: dict[str, Any]) -> list[Block]:
 def gate(g: dict[str, Any] | None, metric: str) -> list[Block]:
     if not g:
         return []
-    rows = [[f"#{r['trial']}", r["validation"], fmt(r["validation_rank"], 1), r["test"], fmt(r["test_rank"], 1),
+    rows = [[f"#{r['trial']}", r["validation"], f"{r['validation_rank']:g}", r["test"], f"{r['test_rank']:g}",
              r["source"]] for r in g["rows"]]
     corr = (f"Rank correlation between validation and unseen scores: Spearman {fmt(g['spearman'], 2)}, "
             f"Kendall {fmt(g['kendall'], 2)}" if g["spearman"] is not None
@@ -58,7 +58,7 @@ def seeds(s: dict[str, Any] | None, metric: str) -> list[Block]:
             Para(f"Each finalist was trained again with {n} fresh seeds ({', '.join(map(str, s['seeds']))}; the "
                  f"search's own run is not counted, it was picked for scoring well) and scored on validation. The "
                  f"final model is the finalist with the best mean {metric}, not the luckiest run.{changed}"),
-            Table(["finalist", f"search {metric}", f"mean {metric}", "95% interval (t)", "interval", "std",
+            Table(["finalist", f"search {metric}", f"mean {metric}", "± (95%, t)", "95% interval", "std",
                    "per seed"], rows),
             Para(f"Promoted: the {s['promoted']} run of trial #{s['winner']} (seed {s['promoted_seed']}, the "
                  f"highest validation score among its seeds).")]
