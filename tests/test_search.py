@@ -62,3 +62,33 @@ def test_batch_sizes_are_compared_at_the_same_progress_points(make_study: object
     assert trials[1].user_attrs["progress"] == 200
     profile = trials[0].user_attrs["profile"]
     assert profile["training"] > 0 and profile["evaluation"] > 0 and profile["wall"] >= profile["training"]
+
+
+def test_pruning_points_use_a_seeded_subset_and_the_value_uses_all_rows(make_study: object) -> None:
+    from hpo.data import prepare_splits
+    from hpo.search.runner import build_context, run_trials
+    from hpo.spec import load_study
+    from hpo.study.factory import open_storage
+
+    study = load_study(make_study(search={
+        "n_trials": 1, "evals_per_epoch": 2, "baseline": False, "pruning_eval_samples": 30,
+        "pruner": {"name": "median", "n_startup_trials": 0, "n_warmup_steps": 0},
+        "space": {"learning_rate": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}}}))
+    ctx = build_context(study, study.spec.models[0], prepare_splits(study), open_storage(study))
+    sizes: list[int] = []
+    original = type(ctx.trainer).evaluation_loop
+
+    def spy(self: object, dataloader: object, *args: object, **kwargs: object) -> object:
+        sizes.append(len(dataloader.dataset))
+        return original(self, dataloader, *args, **kwargs)
+
+    type(ctx.trainer).evaluation_loop = spy
+    try:
+        run_trials(ctx)
+    finally:
+        type(ctx.trainer).evaluation_loop = original
+    trial = ctx.optuna_study.get_trials()[0]
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+    assert sizes[:-1] == [30] * (len(sizes) - 1) and sizes[-1] == 80
+    assert sorted(trial.intermediate_values) == [50, 100, 150, 200]
+    assert trial.value == trial.intermediate_values[200]

@@ -61,6 +61,13 @@ def compute_metrics_fn(study: "LoadedStudy") -> Any:
     return compute
 
 
+def pruning_subset(validation: Any, n: int | None, *, seed: int) -> Any:
+    """The seeded validation rows scored at pruning points; None when that is all of them."""
+    if n is None or n >= len(validation):
+        return None
+    return validation.shuffle(seed=seed).select(range(n))
+
+
 def build_trainer(study: "LoadedStudy", model_id: str, splits: "Splits", *, checkpoints: Path | None) -> Any:
     from transformers import DataCollatorWithPadding
 
@@ -82,7 +89,9 @@ def build_trainer(study: "LoadedStudy", model_id: str, splits: "Splits", *, chec
         compute_metrics=compute_metrics_fn(study),
         evals_per_epoch=spec.search.evals_per_epoch, objective_key=spec.objective.metric,
         direction=spec.objective.resolved_direction, checkpoints=checkpoints,
-        keep_checkpoints=max(spec.search.keep_checkpoints, spec.selection.top_k), n_trials=spec.search.n_trials)
+        keep_checkpoints=max(spec.search.keep_checkpoints, spec.selection.top_k), n_trials=spec.search.n_trials,
+        pruning_eval_dataset=pruning_subset(tokenized["validation"], spec.search.pruning_eval_samples,
+                                            seed=spec.dataset.seed))
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # per-step log dicts; progress.py prints one line per trial

@@ -35,8 +35,10 @@ class EvaluateAtEnd(TrainerCallback):
 
 class SearchTrainer(Trainer):
     def __init__(self, *args: Any, evals_per_epoch: int, objective_key: str, direction: str,
-                 checkpoints: Path | None, keep_checkpoints: int, n_trials: int, **kwargs: Any) -> None:
+                 checkpoints: Path | None, keep_checkpoints: int, n_trials: int,
+                 pruning_eval_dataset: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.pruning_eval_dataset = pruning_eval_dataset
         self.evals_per_epoch, self.objective_key, self.direction = evals_per_epoch, objective_key, direction
         self.checkpoints, self.keep_checkpoints, self.n_trials = checkpoints, keep_checkpoints, n_trials
         self.profile: dict[str, float] = {}
@@ -70,6 +72,9 @@ class SearchTrainer(Trainer):
     # -- evaluation and pruning ------------------------------------------------------------------
     def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
         start = time.perf_counter()
+        if self.pruning_eval_dataset is not None and not args and kwargs.get("eval_dataset") is None \
+                and self._trial is not None and not self._at_end():
+            kwargs["eval_dataset"] = self.pruning_eval_dataset  # pruning points; the trial's value uses all rows
         try:
             return super().evaluate(*args, **kwargs)
         finally:
@@ -85,13 +90,21 @@ class SearchTrainer(Trainer):
             trial.set_user_attr("metrics", _clean(metrics))
             trial.set_user_attr("progress", progress)
         try:
-            if progress in self.reported:  # a second evaluation in one slot: keep its value, report once
+            if progress in self.reported or self._at_end():
+                # A second evaluation in one slot keeps its value, reported once; and a trial that has
+                # trained to the end is not pruned: stopping it would save nothing.
                 self.objective = self.compute_objective(metrics.copy())
+                if progress not in self.reported and _single_objective(trial):
+                    trial.report(self.objective, progress)
+                self.reported.add(progress)
             else:
                 self.reported.add(progress)
                 super()._report_to_hp_search(trial, progress, metrics)
         finally:
             self.profile["reporting"] = self.profile.get("reporting", 0.0) + time.perf_counter() - start
+
+    def _at_end(self) -> bool:
+        return self.state.max_steps > 0 and self.state.global_step >= self.state.max_steps
 
     # -- the trial as a whole ----------------------------------------------------------------------
     def train(self, *args: Any, trial: Any = None, **kwargs: Any) -> Any:
@@ -143,6 +156,10 @@ class SearchTrainer(Trainer):
                 if num.isdigit() and int(num) not in keep:
                     shutil.rmtree(old, ignore_errors=True)
         self.profile["checkpoint"] = time.perf_counter() - start
+
+
+def _single_objective(trial: Any) -> bool:
+    return hasattr(trial, "study") and len(trial.study.directions) == 1
 
 
 class SurplusTrial(Exception):

@@ -148,6 +148,9 @@ class SearchSpec(Strict):
     sampler: SamplerSpec = Field(default_factory=SamplerSpec, description="How the next trial is chosen.")
     pruner: PrunerSpec = Field(default_factory=PrunerSpec, description="When a trial that falls behind stops.")
     evals_per_epoch: int = Field(4, ge=1, le=100, description="Evaluations per epoch (pruning points).")
+    pruning_eval_samples: int | None = Field(
+        500, ge=1, description="Validation rows (seeded) scored at pruning points; the trial's value always "
+                               "uses the whole split. null: all rows at every point.")
     baseline: bool = Field(True, description="Enqueue one trial with the Trainer's defaults first.")
     enqueue: list[dict[str, Union[bool, int, float, str, None]]] = Field(
         default_factory=list, description="Known configurations (space key -> value) tried before the sampler.")
