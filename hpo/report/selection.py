@@ -32,8 +32,15 @@ def gate(g: dict[str, Any] | None, metric: str) -> list[Block]:
             else "Rank correlation: undefined (fewer than 3 trials, or tied scores)")
     noise = (f" Noise: ±{fmt(g['noise'])} ({g['noise_kind']}, {g['test_metric']} on unseen data)."
              if g.get("noise") is not None else "")
-    verdict = (f"**Warning:** {g['warning']}." if g.get("warning") else
-               "The validation winner is also the best on unseen data, or behind it by no more than the noise.")
+    if g.get("warning"):
+        verdict = f"**Warning:** {g['warning']}."
+    elif g["unseen_winner"] != g["rows"][0]["trial"]:
+        verdict = (f"The validation winner trails #{g['unseen_winner']} on unseen data by {fmt(g['gap'])}, within "
+                   "the noise: the ranking is not contradicted.")
+    else:
+        verdict = "The validation winner is also the best of them on unseen data."
+    if g["k"] < 5 and g["spearman"] is not None:
+        verdict += f" With {g['k']} trials a rank correlation is only a rough signal."
     return [Heading(3, f"Held-out gate: top {g['k']} trials on unseen data"),
             Para(f"After the search, the {g['k']} best trials by validation were scored on the test split. This "
                  "only checks the validation ranking: the final model is never chosen by its test score."),
