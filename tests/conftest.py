@@ -118,3 +118,23 @@ def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 _DB_IDS = iter(range(1, 1_000_000))
+
+
+def peek_trials(db: Path, study: str = "tiny") -> list[tuple[int, str, float | None]]:
+    """(number, state, value) of a study's trials while another process writes the SQLite file.
+
+    Read-only through sqlite3: opening it with Optuna would create the tables, racing the writer.
+    """
+    import sqlite3
+
+    if not db.exists():
+        return []
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
+            rows = con.execute(
+                "SELECT t.number, t.state, v.value FROM trials t JOIN studies s ON s.study_id = t.study_id "
+                "LEFT JOIN trial_values v ON v.trial_id = t.trial_id AND v.objective = 0 "
+                "WHERE s.study_name = ? ORDER BY t.number", (study,)).fetchall()
+    except sqlite3.OperationalError:  # tables not created yet, or the writer holds the file
+        return []
+    return [(n, s, v) for n, s, v in rows]

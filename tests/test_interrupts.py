@@ -12,23 +12,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from conftest import peek_trials
 
 N_TRIALS = 3
 
 
-def trials(db: Path) -> list[Any]:
-    import optuna
-
-    if not db.exists():
-        return []
-    try:
-        return optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}").get_trials(deepcopy=False)
-    except Exception:  # not created yet, or the writer holds the file for a moment
-        return []
-
-
 def finished(db: Path) -> dict[int, tuple[str, Any]]:
-    return {t.number: (t.state.name, t.value) for t in trials(db) if t.state.name in ("COMPLETE", "PRUNED")}
+    return {n: (state, value) for n, state, value in peek_trials(db) if state in ("COMPLETE", "PRUNED")}
 
 
 def start(study: Path) -> subprocess.Popen[str]:
@@ -51,7 +41,7 @@ def check_stopped(code: int, err: str, db: Path) -> None:
     assert code == 130, err[-2000:]
     last = err.strip().splitlines()[-1]
     assert last.startswith("interrupted") and "Traceback" not in err, err[-2000:]
-    assert not [t.number for t in trials(db) if t.state.name == "RUNNING"]
+    assert not [n for n, state, _ in peek_trials(db) if state == "RUNNING"]
 
 
 @pytest.mark.slow
@@ -65,7 +55,7 @@ def test_interrupted_runs_resume_without_redoing(make_study: Callable[..., Path]
     # 1. during a trial: one finished, the next one running
     proc = start(study)
     code, err = interrupt_when(proc, lambda: len(finished(db)) >= 1 and any(
-        t.state.name == "RUNNING" for t in trials(db)), in_trial)
+        state == "RUNNING" for _, state, _ in peek_trials(db)), in_trial)
     check_stopped(code, err, db)
     kept = finished(db)
     assert 1 <= len(kept) < N_TRIALS and not results.exists()
@@ -84,7 +74,7 @@ def test_interrupted_runs_resume_without_redoing(make_study: Callable[..., Path]
                           timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert finished(db) == after_search  # no trial run again, none added
-    numbers = [t.number for t in trials(db)]
+    numbers = [n for n, _, _ in peek_trials(db)]
     assert len(numbers) == len(set(numbers))
     final = json.loads(results.read_text())["final"]
     import optuna

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import run_cli
+from conftest import peek_trials, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -66,17 +66,13 @@ def test_kill_after_first_trial_then_resume(make_study: object) -> None:
     deadline = time.monotonic() + 300
     before: list[optuna.trial.FrozenTrial] = []
     while time.monotonic() < deadline:
-        if db.exists():
-            try:
-                before = _finished(_trials(study_file))
-            except KeyError:  # study not created yet
-                before = []
-            if before:
-                break
+        if any(state in ("COMPLETE", "PRUNED") for _, state, _ in peek_trials(db)):
+            break
         assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    before = _finished(_trials(study_file))
     assert before, "no trial finished before the deadline"
     assert len(_finished(_trials(study_file))) < 4, "the run finished before it could be killed"
 

@@ -155,3 +155,18 @@ def test_a_one_time_step_is_claimed_by_exactly_one_of_many_processes(storage_url
         won = list(pool.map(lambda s: claim_once(s, "hpo:x"), studies))
     assert won.count(True) == 1
     assert not claim_once(study, "hpo:x") and claim_once(study, "hpo:y")
+
+
+def _open(url: str) -> bool:
+    from hpo.study.storage import make_storage
+
+    make_storage(url, heartbeat_interval=5)
+    return True
+
+
+def test_many_processes_can_open_a_new_store_at_once(storage_url: str) -> None:
+    import multiprocessing
+
+    # an empty store: every process races to create the tables
+    with multiprocessing.get_context("fork").Pool(6) as pool:
+        assert pool.map(_open, [storage_url] * 6) == [True] * 6

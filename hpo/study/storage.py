@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import time
 import warnings
 from pathlib import Path
 from typing import IO, Any
@@ -96,12 +97,20 @@ def make_storage(url: str, *, heartbeat_interval: int | None = None, grace_perio
             kwargs.update(heartbeat_interval=heartbeat_interval,
                           grace_period=grace_period or 3 * heartbeat_interval,
                           heartbeat_stale_trial_callback=RetryStaleTrial(max_retries) if max_retries else None)
-        try:
-            return optuna.storages.RDBStorage(url, **kwargs)
-        except (SQLAlchemyError, OSError) as e:
-            reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
-            raise StorageError(f"cannot open storage {redact(url)}: {_scrub(reason, url)}",
-                               hint="check that the database server is running and the URL is right") from None
+        for attempt in range(3):
+            try:
+                return optuna.storages.RDBStorage(url, **kwargs)
+            except (SQLAlchemyError, OSError) as e:
+                reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
+                # Processes opening a new store at once race to create its tables; the loser retries.
+                if not any(m in reason for m in _CREATION_RACE) or attempt == 2:
+                    break
+                time.sleep(0.2 * (attempt + 1))
+        raise StorageError(f"cannot open storage {redact(url)}: {_scrub(reason, url)}",
+                           hint="check that the database server is running and the URL is right")
+
+
+_CREATION_RACE = ("already exists", "UNIQUE constraint failed", "duplicate key")
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:
