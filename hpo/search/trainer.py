@@ -81,6 +81,8 @@ class SearchTrainer(Trainer):
             self.profile["evaluation"] = self.profile.get("evaluation", 0.0) + time.perf_counter() - start
 
     def _report_to_hp_search(self, trial: Any, step: int, metrics: dict[str, float]) -> None:
+        if self.hp_search_backend is None or trial is None:  # a plain training (final retrain, seed reruns)
+            return
         start = time.perf_counter()
         # Snap to the evaluation grid, so trials whose epochs split into other step counts report the
         # same points and the pruner compares them (it only compares equal steps).
