@@ -62,6 +62,7 @@ def finalize(study: "LoadedStudy", splits: "Splits", storage: Any, *, search_sec
     from hpo.final import MARKER, final_lock, model_dir, promote
     from hpo.results import build_results
     from hpo.selection.choose import choose
+    from hpo.selection.gate import gated_evaluation
 
     spec, out = study.spec, study.paths.output_dir
     with final_lock(out):
@@ -86,6 +87,8 @@ def finalize(study: "LoadedStudy", splits: "Splits", storage: Any, *, search_sec
             if old and old.get("final", {}).get("trial") == final["trial"] and old.get("test") and \
                     old["final"].get("how") == final["how"]:
                 test = old["test"]
+            elif final["how"] == "reused" and (gated := gated_evaluation(study, name, final["trial"])):
+                test = gated  # the same saved model, already scored on the same rows by the gate
             else:
                 progress.say(f"evaluating trial {final['trial']} of {name!r} on {len(splits.test)} unseen rows")
                 test = evaluate_on(str(target), splits.test, splits.label_names,

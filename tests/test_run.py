@@ -41,6 +41,10 @@ def test_run_writes_model_and_results_and_status(make_study: object) -> None:
     assert config["id2label"] == {"0": "negative", "1": "positive"}
     assert (model_dir / "tokenizer.json").is_file() or (model_dir / "vocab.txt").is_file()
     assert "trial" in r.stderr and "final model" in r.stderr
+    # The held-out gate already scored the promoted checkpoint on the test rows: not evaluated twice.
+    gate = json.loads((out / "selection" / "tiny" / "gate.json").read_text())
+    assert gate[str(results["final"]["trial"])]["evaluation"]["metrics"] == results["final"]["test_metrics"]
+    assert "evaluating trial" not in r.stderr
     trials = _trials(study_file)
     assert trials[0].user_attrs["baseline"] is True  # Trainer defaults enqueued first
     assert all("profile" in t.user_attrs and "metrics" in t.user_attrs for t in trials)

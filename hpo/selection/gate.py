@@ -52,6 +52,12 @@ def trial_model(study: "LoadedStudy", model_id: str, trial: "optuna.trial.Frozen
     return str(out), "retrained"
 
 
+def gated_evaluation(study: "LoadedStudy", study_name: str, trial: int) -> dict[str, Any] | None:
+    """The gate's full test evaluation of a trial's saved model, so the final stage need not repeat it."""
+    entry = (read_json(selection_dir(study, study_name) / "gate.json") or {}).get(str(trial)) or {}
+    return entry.get("evaluation") if entry.get("source") == "checkpoint" else None
+
+
 def run_gate(study: "LoadedStudy", model_id: str, optuna_study: "optuna.Study", splits: "Splits",
              candidates: list["optuna.trial.FrozenTrial"]) -> dict[str, Any] | None:
     """Score the first top_k candidates on the test split; None when the gate is off (top_k 1)."""
@@ -73,7 +79,7 @@ def run_gate(study: "LoadedStudy", model_id: str, optuna_study: "optuna.Study", 
             progress.say(f"gate: scoring trial {t.number} on {len(splits.test)} unseen rows")
             result = evaluate_on(path, splits.test, splits.label_names, max_length=spec.dataset.max_length,
                                  average=spec.objective.average)
-            entry = {"source": source, "test_metrics": result["metrics"]}
+            entry = {"source": source, "test_metrics": result["metrics"], "evaluation": result}
             cache[str(t.number)] = entry
             write_json(cache_path, cache)
         rows.append({"trial": t.number, "validation": primary_value(t), "test": entry["test_metrics"][metric],
