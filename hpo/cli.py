@@ -162,11 +162,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted: finished trials are saved; rerun the same command to continue\n")
         return 130
-    except Exception as e:  # click's own usage errors included
-        import click
+    except Exception as e:  # the command line's own usage errors included
+        try:
+            from typer import _click as click  # newer typer bundles click and raises its exception classes
+        except ImportError:
+            import click
 
         if isinstance(e, click.exceptions.ClickException):
-            e.show()
+            ctx = getattr(e, "ctx", None)
+            where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            sys.stderr.write(f"error: {' '.join(e.format_message().split())}{where}\n")
             return e.exit_code
         if isinstance(e, click.exceptions.Abort):
             sys.stderr.write("interrupted\n")

@@ -148,3 +148,12 @@ def test_no_code_runs_from_a_study_file(folder: Path, capsys: pytest.CaptureFixt
     assert main(["validate", str(path)]) == 2
     assert not marker.exists()
     assert "YAML tag not allowed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["run"], ["run", "a.yaml", "--workers", "many"], ["nonsense"]])
+def test_command_line_mistakes_are_one_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    from hpo.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: ") and "--help" in err
