@@ -106,7 +106,12 @@ class SearchTrainer(Trainer):
             self.profile["reporting"] = self.profile.get("reporting", 0.0) + time.perf_counter() - start
 
     def _at_end(self) -> bool:
-        return self.state.max_steps > 0 and self.state.global_step >= self.state.max_steps
+        """The last evaluation, or one that snaps to the last slot: pruning there would save nothing."""
+        if self.state.max_steps > 0 and self.state.global_step >= self.state.max_steps:
+            return True
+        epochs = self.state.num_train_epochs or 0
+        return epochs > 0 and round((self.state.epoch or 0.0) * self.evals_per_epoch) >= round(
+            epochs * self.evals_per_epoch)
 
     # -- the trial as a whole ----------------------------------------------------------------------
     def train(self, *args: Any, trial: Any = None, **kwargs: Any) -> Any:
