@@ -90,7 +90,8 @@ def test_sigkill_one_of_three_postgres_workers_loses_nothing_and_final_is_made_o
         logs.append((tmp_path / f"final{i}.log").read_text())
         assert code == 0, logs[-1][-3000:]
     assert sum("promoted trial" in log for log in logs) == 1, logs
-    assert sum("evaluating trial" in log for log in logs) == 1, logs
+    # the unseen data is scored by one of them only (by the gate, whose evaluation the final stage reuses)
+    assert sum("evaluating trial" in log or "gate: scoring" in log for log in logs) == 1, logs
     out = study.parent / "runs" / "tiny"
     marker = json.loads((out / "best-model" / "hpo-final.json").read_text())
     results = json.loads((out / "results.json").read_text())
