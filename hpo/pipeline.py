@@ -177,10 +177,11 @@ def run(study: "LoadedStudy", *, workers: int = 0, push: bool = True) -> dict[st
             with contextlib.suppress(subprocess.TimeoutExpired):
                 p.wait(timeout=60)
     final = results["final"]
+    from hpo.selection.gate import test_metric
+
+    shown = test_metric(study.spec.objective.metric)
     progress.say(f"final model: trial {final['trial']} ({final['how']}), test "
-                 f"{study.spec.objective.metric if study.spec.objective.metric in final['test_metrics'] else 'accuracy'}"
-                 f"={final['test_metrics'].get(study.spec.objective.metric, final['test_metrics']['accuracy']):.4f}"
-                 f" -> {final['path']}")
+                 f"{shown}={final['test_metrics'][shown]:.4f} -> {final['path']}")
     if push:
         pushed = publish(study)
         if pushed:

@@ -104,7 +104,6 @@ def run_trials(ctx: SearchContext, *, max_trials: int | None = None, timeout: fl
     """Run trials until the study has n_trials finished (or this process ran max_trials). Returns trials run."""
     import optuna
 
-    from hpo.metrics import metric_names  # noqa: F401  (import early: metric loading errors before training)
     from hpo.selection.objectives import make_objective, search_direction
 
     spec = ctx.study.spec
