@@ -3,9 +3,9 @@
 The same model (MiniLM-L6 from the packaged copy), the same 2,000 SST-2 sentences as the study
 (`shuffle(seed=0).select(range(2000))`), the same tokenization (truncation at 128 tokens) and the same
 batches as the Trainer builds them: `DataCollatorWithPadding` (dynamic padding, per batch) and, for the
-default `--grouping length`, the Trainer's own length-grouped order (`get_length_grouped_indices`, what
-`train_sampling_strategy="group_by_length"` uses and what hpo sets); `--grouping random` is a plain
-shuffled order, as a notebook Trainer uses by default.
+default `--grouping length`, hpo's length-grouped batches (`hpo.search.batches.LengthBucketSampler`, what
+hpo's `train_sampling_strategy="group_by_length"` default uses); `--grouping random` is a plain shuffled
+order, as a notebook Trainer uses by default.
 
 The loop itself is what a Trainer step does, without the Trainer: forward, loss, backward,
 `clip_grad_norm_(1.0)`, fused AdamW (the Trainer's default optimizer on torch >= 2.8), zero_grad.
@@ -69,13 +69,14 @@ def load_train(tokenizer, n: int, max_length: int = 128):
 
 def batch_order(lengths: list[int], batch_size: int, grouping: str, seed: int) -> list[list[int]]:
     import torch
-    from transformers.trainer_pt_utils import get_length_grouped_indices
 
-    g = torch.Generator().manual_seed(seed)
+    from hpo.search.batches import LengthBucketSampler
+
+    torch.manual_seed(seed)
     if grouping == "length":
-        idx = get_length_grouped_indices(lengths, batch_size, generator=g)
+        idx = LengthBucketSampler(lengths, batch_size).order()
     else:
-        idx = torch.randperm(len(lengths), generator=g).tolist()
+        idx = torch.randperm(len(lengths)).tolist()
     return [idx[i:i + batch_size] for i in range(0, len(idx), batch_size)]
 
 
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[32])
     ap.add_argument("--grouping", choices=["length", "random", "both"], default="both",
-                    help="length: the Trainer's group_by_length order (what hpo uses); random: plain shuffle")
+                    help="length: hpo's length-grouped batches in random order; random: plain shuffle")
     ap.add_argument("--precision", choices=["fp32", "bf16", "both"], default="both")
     ap.add_argument("--train-samples", type=int, default=2000)
     ap.add_argument("--steps", type=int, default=None, help="timed steps (default: one epoch)")

@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
             sys.stderr.write(f"error: {' '.join(e.format_message().split())}{where}\n")
             return e.exit_code
-        if isinstance(e, click.exceptions.Abort):
+        if type(e).__name__ == "Abort":  # click's Abort; typer's bundled click may not define it
             sys.stderr.write("interrupted\n")
             return 130
         if debug:

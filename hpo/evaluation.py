@@ -27,7 +27,11 @@ def predict(pipe: Any, texts: Sequence[str], pairs: Sequence[str] | None = None)
     """Predicted label names and their scores, one per text."""
     inputs: list[Any] = list(texts) if pairs is None else [
         {"text": t, "text_pair": p} for t, p in zip(texts, pairs)]
-    outputs = pipe(inputs, truncation=True, max_length=pipe.hpo_max_length)
+    # Batches of texts of about one length pad little; the outputs go back to the input order.
+    order = sorted(range(len(inputs)), key=lambda i: len(texts[i]) + (len(pairs[i]) if pairs is not None else 0))
+    outputs: list[Any] = [None] * len(inputs)
+    for i, out in zip(order, pipe([inputs[i] for i in order], truncation=True, max_length=pipe.hpo_max_length)):
+        outputs[i] = out
     labels, scores = [], []
     for out in outputs:
         top = out[0] if isinstance(out, list) else out

@@ -36,14 +36,19 @@ def prepare(study: "LoadedStudy") -> "Splits":
 
 
 def search(study: "LoadedStudy", splits: "Splits", storage: Any, *, max_trials: int | None = None,
-           sole_process: bool = False, wait_for_others: bool = True) -> int:
-    """Run the missing trials of every model's study. Returns the trials this process ran."""
+           sole_process: bool = False, wait_for_others: bool = True, timings: dict[str, float] | None = None) -> int:
+    """Run the missing trials of every model's study. Returns the trials this process ran; adds the set-up
+    time (tokenization or its cache, base weights, Trainer) to `timings`."""
     from hpo.search.runner import build_context, enqueue_initial, fail_orphans, run_trials
 
     spec = study.spec
     ran = 0
     for model in spec.models:
+        began = time.perf_counter()
         ctx = build_context(study, model, splits, storage)
+        if timings is not None:
+            timings["last_run_search_setup_s"] = timings.get("last_run_search_setup_s", 0.0) + (
+                time.perf_counter() - began)
         if sole_process and (n := fail_orphans(ctx.optuna_study)):
             progress.say(f"{n} trial(s) left running by a stopped process marked failed")
         counts = count_trials(ctx.optuna_study)
@@ -56,7 +61,8 @@ def search(study: "LoadedStudy", splits: "Splits", storage: Any, *, max_trials: 
     return ran
 
 
-def finalize(study: "LoadedStudy", splits: "Splits", storage: Any, *, search_seconds: float = 0.0) -> dict[str, Any]:
+def finalize(study: "LoadedStudy", splits: "Splits", storage: Any, *,
+             timings: dict[str, float] | None = None) -> dict[str, Any]:
     """Promote, evaluate on unseen data and write results.json; once, whoever else asks at the same time."""
     from hpo.evaluation import evaluate_on
     from hpo.final import MARKER, final_lock, model_dir, promote
@@ -96,7 +102,7 @@ def finalize(study: "LoadedStudy", splits: "Splits", storage: Any, *, search_sec
             rows.append({"model": model, "study_name": name, "path": str(target), "final": final,
                          "test": test, "optuna_study": optuna_study, "trial": choice.trial,
                          "selection": choice.record})
-        results = build_results(study, splits, rows, search_seconds=search_seconds, previous=previous)
+        results = build_results(study, splits, rows, timings=timings or {}, previous=previous)
         if len(rows) > 1:
             _copy_winner(out, results)
         write_json(results_path(out), results)
@@ -161,13 +167,16 @@ def run(study: "LoadedStudy", *, workers: int = 0, push: bool = True) -> dict[st
         with study_lock(study):
             storage = open_storage(study)
             progress.quiet_libraries()
+            began = time.perf_counter()
             splits = prepare(study)
+            timings = {"last_run_data_s": time.perf_counter() - began}
             procs = start_local_workers(study, workers)
-            start = time.perf_counter()
-            search(study, splits, storage, sole_process=is_sqlite(study.paths.storage_url))
+            began = time.perf_counter()
+            search(study, splits, storage, sole_process=is_sqlite(study.paths.storage_url), timings=timings)
             for p in procs:
                 p.wait()
-            results = finalize(study, splits, storage, search_seconds=time.perf_counter() - start)
+            timings["last_run_search_s"] = time.perf_counter() - began
+            results = finalize(study, splits, storage, timings=timings)
             report(study, results, storage)
     finally:
         for p in procs:

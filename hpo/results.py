@@ -60,18 +60,20 @@ def model_summary(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def build_results(study: Any, splits: Any, rows: list[dict[str, Any]], *, search_seconds: float,
+def build_results(study: Any, splits: Any, rows: list[dict[str, Any]], *, timings: dict[str, float],
                   previous: dict[str, Any]) -> dict[str, Any]:
+    """results.json; `timings` are this run's (data, search set-up, search), kept over from `previous` if absent."""
+    from hpo.search.setup import precision_name
+    from hpo.study.factory import resolved_pruner
     from hpo.study.storage import redact
 
     spec = study.spec
     models = [model_summary(r) for r in rows]
     maximize = spec.objective.resolved_direction == "maximize"
     winner = (max if maximize else min)(models, key=lambda m: m["best_value"])
-    timings = dict(previous.get("timings", {}))
-    if search_seconds:
-        timings["last_run_search_s"] = round(search_seconds, 2)
-    timings["compute_s"] = round(sum(m["compute_s"] for m in models), 2)
+    kept = dict(previous.get("timings", {}))
+    kept.update({k: round(v, 2) for k, v in timings.items() if v})
+    kept["compute_s"] = round(sum(m["compute_s"] for m in models), 2)
     return {
         "study": spec.name, "study_file": str(study.paths.study_file), "task": spec.task,
         "storage": redact(study.paths.storage_url),
@@ -79,8 +81,8 @@ def build_results(study: Any, splits: Any, rows: list[dict[str, Any]], *, search
         "data": splits.summary(),
         "search": {"n_trials": spec.search.n_trials,
                    "space": {k: v.model_dump() for k, v in spec.search.space.items()},
-                   "sampler": spec.search.sampler.model_dump(), "pruner": spec.search.pruner.model_dump(),
-                   "training": spec.training},
+                   "sampler": spec.search.sampler.model_dump(), "pruner": resolved_pruner(study).model_dump(),
+                   "training": spec.training, "precision": precision_name(study)},
         "final": {"model": winner["model"], "study_name": winner["study_name"], "trial": winner["best_trial"],
                   "how": winner["final"]["how"], "path": winner["path"], "params": winner["best_params"],
                   "validation_metrics": winner["validation_metrics"],
@@ -90,7 +92,7 @@ def build_results(study: Any, splits: Any, rows: list[dict[str, Any]], *, search
         "models": models,
         "trials": {m["study_name"]: [trial_record(t) for t in r["optuna_study"].get_trials(deepcopy=False)]
                    for m, r in zip(models, rows)},
-        "timings": timings,
+        "timings": kept,
         "selection": winner.get("selection"),
         "hub": previous.get("hub"),
     }

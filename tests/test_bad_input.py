@@ -232,6 +232,8 @@ CASES: list[tuple[str, Callable[[Case], None], str, tuple[str, ...]]] = [
     ("reserved-push-to-hub", setting("training.push_to_hub", True), "training.push_to_hub: hpo sets this field itself", V),
     ("reserved-hub-token", setting("training.hub_token", "hf_x"), "training.hub_token", V),
     ("training-not-mapping", setting("training", ["learning_rate"]), "training", V),
+    ("training-conflicting-fields", setting("training", {"num_train_epochs": 1, "fp16": True, "bf16": True}),
+     "training: TrainingArguments refuses these settings", V),
     # storage, model, hub, output
     ("storage-malformed", setting("storage", "postgresql+psycopg://u:p@host:notaport/db"), "storage: malformed", V),
     ("storage-unknown-backend", setting("storage", "mongodb://127.0.0.1/x"), "storage: unsupported storage backend", V),

@@ -78,3 +78,15 @@ def test_bad_input_is_one_line(named_model: Path, tmp_path: Path) -> None:
     r = run_cli("predict", str(named_model), str(data), "--text-column", "sentence", "--label-column", "label")
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
         f"error: {data}: no column 'label'; columns are sentence, gold (pass --label-column with one of them)"]
+
+
+def test_predictions_come_back_in_input_order(named_model: Path) -> None:
+    from hpo.evaluation import make_pipeline, predict
+
+    pipe = make_pipeline(str(named_model), batch_size=4)
+    texts = [r["sentence"] for r in sst2_rows("validation", 12)]
+    texts = sorted(texts, key=len, reverse=True)[:6] + sorted(texts, key=len)[:6]  # long and short mixed
+    batched = predict(pipe, texts)
+    one_by_one = [predict(pipe, [t]) for t in texts]
+    assert batched[0] == [labels[0] for labels, _ in one_by_one]
+    assert batched[1] == pytest.approx([scores[0] for _, scores in one_by_one], abs=1e-5)

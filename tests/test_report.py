@@ -52,7 +52,7 @@ def fake_study(storage: Any, name: str, values: list[float], *, pruned: int = 0,
 def make_results(loaded: Any, studies: dict[str, Any], paths: dict[str, Path]) -> dict[str, Any]:
     rows = [{"model": m, "study_name": s.study_name, "path": str(paths[m]), "test": TEST, "optuna_study": s,
              "final": {"trial": s.best_trial.number, "how": "reused"}} for m, s in studies.items()]
-    return build_results(loaded, FakeSplits(), rows, search_seconds=40.0, previous={})
+    return build_results(loaded, FakeSplits(), rows, timings={"last_run_search_s": 40.0}, previous={})
 
 
 @pytest.fixture

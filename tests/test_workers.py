@@ -121,7 +121,8 @@ def test_sigterm_stops_a_worker_cleanly_and_a_rerun_completes(make_study: Any, p
 
 
 def test_two_workers_on_sqlite_second_is_refused_clearly(make_study: Any, tmp_path: Path) -> None:
-    study = make_study(search__n_trials=2, training={"num_train_epochs": 3, "seed": 0})
+    # long enough trials that the first worker is still at work when the second one starts
+    study = make_study(search__n_trials=2, training={"num_train_epochs": 12, "seed": 0})
     url = f"sqlite:///{study.parent / 'tiny.db'}"
     first = spawn("worker", str(study), log=tmp_path / "first.log")
     try:

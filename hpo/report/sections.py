@@ -88,7 +88,8 @@ def search(results: dict[str, Any]) -> list[Block]:
              f"trials: {s['n_trials']}{per_model} requested; {c['complete']} complete, {c['pruned']} pruned, "
              f"{c['failed']} failed",
              f"sampler: {sampler_text(s['sampler'])}", f"pruner: {pruner_text(s['pruner'])}",
-             f"compute: {duration(timings.get('compute_s'))} of training and evaluation summed over trials",
+             f"compute: {duration(timings.get('compute_s'))} of training and evaluation summed over trials"
+             + (f", in {s['precision']}" if s.get("precision") else ""),
              f"final model: {final['how']} from trial #{final['trial']}"]
     rows = [[f"`{k}`", space_text(p), baseline.get(k), final["params"].get(k)] for k, p in s["space"].items()]
     blocks: list[Block] = [Heading(2, "Hyperparameter search"), Bullets(facts), Heading(3, "Hyperparameters"),

@@ -44,9 +44,44 @@ def training_arguments(study: "LoadedStudy", output_dir: Path, **overrides: Any)
         "train_sampling_strategy": "group_by_length", "dataloader_num_workers": 0,
         "dataloader_pin_memory": False,
     }
-    values.update(normalized_training(study))
+    training = normalized_training(study)
+    values.update(precision_defaults(training))
+    values.update(training)
     values.update(overrides)
+    if (values.get("bf16") or values.get("fp16")) and not _has_cuda():
+        values.setdefault("use_cpu", True)  # mixed precision on a CPU-only machine needs it said
     return TrainingArguments(output_dir=str(output_dir), **values)
+
+
+def precision_defaults(training: dict[str, Any]) -> dict[str, Any]:
+    """bf16 autocast where the hardware computes in bf16 natively, unless the study file chooses. On an
+    AVX512-BF16 CPU it trains ~1.5x faster than fp32 (bench/bare_loop.py); master weights stay fp32."""
+    if {"bf16", "fp16", "bf16_full_eval", "fp16_full_eval"} & training.keys():
+        return {}
+    return {"bf16": True} if native_bf16() else {}
+
+
+def precision_name(study: "LoadedStudy") -> str:
+    """The arithmetic the trials train in: bf16, fp16 or fp32."""
+    training = normalized_training(study)
+    values = {**precision_defaults(training), **training}
+    return "bf16" if values.get("bf16") else "fp16" if values.get("fp16") else "fp32"
+
+
+def native_bf16() -> bool:
+    import torch
+
+    if _has_cuda():
+        return bool(torch.cuda.is_bf16_supported())
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # no public API for this yet
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
 
 
 def compute_metrics_fn(study: "LoadedStudy") -> Any:
@@ -61,11 +96,17 @@ def compute_metrics_fn(study: "LoadedStudy") -> Any:
     return compute
 
 
+def by_length(dataset: Any) -> Any:
+    """Rows shortest first: the order does not change a metric, and each evaluation batch then pads only
+    to about its own rows' length (random order pads most rows to the longest of 128)."""
+    return dataset.select(np.argsort(np.asarray(dataset["length"]), kind="stable"))
+
+
 def pruning_subset(validation: Any, n: int | None, *, seed: int) -> Any:
     """The seeded validation rows scored at pruning points; None when that is all of them."""
     if n is None or n >= len(validation):
         return None
-    return validation.shuffle(seed=seed).select(range(n))
+    return by_length(validation.shuffle(seed=seed).select(range(n)))
 
 
 def build_trainer(study: "LoadedStudy", model_id: str, splits: "Splits", *, checkpoints: Path | None) -> Any:
@@ -73,6 +114,7 @@ def build_trainer(study: "LoadedStudy", model_id: str, splits: "Splits", *, chec
 
     from hpo.data import tokenize_splits
     from hpo.search.trainer import SearchTrainer
+    from hpo.study.factory import decision_points, resolved_pruner
 
     set_threads()
     spec = study.spec
@@ -84,10 +126,11 @@ def build_trainer(study: "LoadedStudy", model_id: str, splits: "Splits", *, chec
     trainer = SearchTrainer(
         model_init=lambda trial=None: base.build(),
         args=training_arguments(study, study.paths.output_dir / "scratch"),
-        train_dataset=tokenized["train"], eval_dataset=tokenized["validation"],
+        train_dataset=tokenized["train"], eval_dataset=by_length(tokenized["validation"]),
         data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
         compute_metrics=compute_metrics_fn(study),
-        evals_per_epoch=spec.search.evals_per_epoch, objective_key=spec.objective.metric,
+        evals_per_epoch=spec.search.evals_per_epoch, points=decision_points(resolved_pruner(study)),
+        objective_key=spec.objective.metric,
         direction=spec.objective.resolved_direction, checkpoints=checkpoints,
         keep_checkpoints=max(spec.search.keep_checkpoints, spec.selection.top_k), n_trials=spec.search.n_trials,
         pruning_eval_dataset=pruning_subset(tokenized["validation"], spec.search.pruning_eval_samples,

@@ -2,9 +2,11 @@
 
 - searched values keep their declared type (the stock setup casts to the default's type: a float
   `warmup_steps` ratio would become int 0);
-- evaluation several times per epoch, reported to the pruner in percent of an epoch, so trials with
-  other batch sizes or epochs are compared at the same point of training;
+- evaluation on a grid of several points per epoch, reported to the pruner in percent of an epoch, so
+  trials with other batch sizes or epochs are compared at the same point of training; only the grid
+  points where the pruner can decide are evaluated (`DecisionPoints`);
 - an evaluation at the very end, so the trial's value is the trained model's;
+- `group_by_length` batches in random order (`LengthBucketSampler`), not the Trainer's long-to-short sweeps;
 - per-trial user attrs for optuna-dashboard (metrics, timings, worker) and the models of the best trials kept.
 """
 
@@ -18,32 +20,48 @@ from typing import TYPE_CHECKING, Any
 
 from transformers import Trainer, TrainerCallback
 
+from hpo.search.batches import LengthBucketSampler
 from hpo.study.workers import worker_id
 
 if TYPE_CHECKING:
     import optuna
 
+    from hpo.study.factory import DecisionPoints
+
 PROGRESS_UNIT = 100  # pruning steps per epoch
 
 
-class EvaluateAtEnd(TrainerCallback):
+class EvaluationPoints(TrainerCallback):
+    """During a trial: evaluate at the end, and on the evaluation grid only where the pruner can decide."""
+
+    def __init__(self, trainer: "SearchTrainer") -> None:
+        self.trainer = trainer
+
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        t = self.trainer
         if state.global_step >= state.max_steps:
             control.should_evaluate = True
+        elif control.should_evaluate and t._trial is not None:
+            # a grid point in the last slot is the end, evaluated once, at the last step; a slot reported
+            # already (steps per epoch not divisible by the grid) is not evaluated twice
+            progress = t._progress()
+            control.should_evaluate = not t._at_end() and progress not in t.reported and t.points.wanted(
+                progress, max(t.reported, default=None))
         return control
 
 
 class SearchTrainer(Trainer):
-    def __init__(self, *args: Any, evals_per_epoch: int, objective_key: str, direction: str,
-                 checkpoints: Path | None, keep_checkpoints: int, n_trials: int,
+    def __init__(self, *args: Any, evals_per_epoch: int, points: "DecisionPoints", objective_key: str,
+                 direction: str, checkpoints: Path | None, keep_checkpoints: int, n_trials: int,
                  pruning_eval_dataset: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.pruning_eval_dataset = pruning_eval_dataset
-        self.evals_per_epoch, self.objective_key, self.direction = evals_per_epoch, objective_key, direction
+        self.evals_per_epoch, self.points = evals_per_epoch, points
+        self.objective_key, self.direction = objective_key, direction
         self.checkpoints, self.keep_checkpoints, self.n_trials = checkpoints, keep_checkpoints, n_trials
         self.profile: dict[str, float] = {}
         self.reported: set[int] = set()
-        self.add_callback(EvaluateAtEnd())
+        self.add_callback(EvaluationPoints(self))
 
     # -- trial setup ---------------------------------------------------------------------------
     def _hp_search_setup(self, trial: Any) -> None:
@@ -69,6 +87,15 @@ class SearchTrainer(Trainer):
         self.profile["model_load"] = time.perf_counter() - start
         return model
 
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        data = self.train_dataset if train_dataset is None else train_dataset
+        columns = getattr(data, "column_names", None) or ()
+        if self.args.train_sampling_strategy != "group_by_length" or "input_ids" not in columns:
+            return super()._get_train_sampler(train_dataset)
+        # the Trainer hands over the rows without the columns the model does not take, "length" among them
+        lengths = data["length"] if "length" in columns else [len(ids) for ids in data["input_ids"]]
+        return LengthBucketSampler(lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps)
+
     # -- evaluation and pruning ------------------------------------------------------------------
     def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
         start = time.perf_counter()
@@ -86,8 +113,7 @@ class SearchTrainer(Trainer):
         start = time.perf_counter()
         # Snap to the evaluation grid, so trials whose epochs split into other step counts report the
         # same points and the pruner compares them (it only compares equal steps).
-        slot = round((self.state.epoch or 0.0) * self.evals_per_epoch)
-        progress = slot * PROGRESS_UNIT // self.evals_per_epoch
+        progress = self._progress()
         if trial is not None and hasattr(trial, "set_user_attr"):
             trial.set_user_attr("metrics", _clean(metrics))
             trial.set_user_attr("progress", progress)
@@ -104,6 +130,10 @@ class SearchTrainer(Trainer):
                 super()._report_to_hp_search(trial, progress, metrics)
         finally:
             self.profile["reporting"] = self.profile.get("reporting", 0.0) + time.perf_counter() - start
+
+    def _progress(self) -> int:
+        slot = round((self.state.epoch or 0.0) * self.evals_per_epoch)
+        return slot * PROGRESS_UNIT // self.evals_per_epoch
 
     def _at_end(self) -> bool:
         """The last evaluation, or one that snaps to the last slot: pruning there would save nothing."""

@@ -7,6 +7,7 @@ import difflib
 import functools
 import math
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -301,13 +302,29 @@ def check_output_dir(study: "LoadedStudy") -> None:
                         hint="choose a folder you can write to")
 
 
+def check_training_combination(study: "LoadedStudy") -> None:
+    """The training section as a whole is one TrainingArguments (its own cross-field rules)."""
+    import tempfile
+
+    from hpo.search.setup import training_arguments
+
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            training_arguments(study, Path(scratch))
+    except ValueError as e:
+        message = " ".join(str(e).split())
+        raise SpecError(f"TrainingArguments refuses these settings: {message[:240]}", file=study.file,
+                        path="training", hint="change the fields it names") from None
+
+
 ALL_CHECKS = (check_dataset_source, check_objective, check_sampler_fits_space, check_enqueued_in_space,
               check_multi_objective, check_pick_rule, check_warm_start, check_storage_url,
-              check_model_exists, check_output_dir, check_training_keys, check_int_fields_get_ints)
+              check_model_exists, check_output_dir, check_training_keys, check_int_fields_get_ints,
+              check_training_combination)
 
 
 # They import transformers (seconds); commands that only read the store (status, best) skip them.
-TRAINING_CHECKS = (check_training_keys, check_int_fields_get_ints)
+TRAINING_CHECKS = (check_training_keys, check_int_fields_get_ints, check_training_combination)
 
 
 def run_all(study: "LoadedStudy", *, read_only: bool = False) -> None:

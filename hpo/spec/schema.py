@@ -79,9 +79,12 @@ class PrunerSpec(Strict):
     name: Literal["none", "median", "percentile", "successive_halving", "hyperband"] = Field(
         "median", description="Optuna pruner. Steps are in percent of an epoch (50 = half an epoch).")
     n_startup_trials: int = Field(2, ge=0, description="median/percentile: trials before pruning starts.")
-    n_warmup_steps: int = Field(
-        50, ge=0, description="median/percentile: no pruning before this progress (percent of an epoch).")
-    interval_steps: int = Field(1, ge=1, description="median/percentile: check every this many steps.")
+    n_warmup_steps: Union[Annotated[int, Field(ge=0)], Literal["auto"]] = Field(
+        "auto", description="median/percentile: no pruning before this progress (percent of an epoch). auto: half "
+                            "of the shortest trial's training (100 for 2 epochs).")
+    interval_steps: Union[Annotated[int, Field(ge=1)], Literal["auto"]] = Field(
+        "auto", description="median/percentile: check every this many steps. auto: the warm-up, so a trial is "
+                            "judged once, half-way (early checks of a high learning rate mislead).")
     percentile: float = Field(25.0, ge=0, le=100, description="percentile: keep trials above this.")
     min_resource: Union[int, Literal["auto"]] = Field(
         "auto", description="successive_halving/hyperband: first rung, in percent of an epoch.")
@@ -147,7 +150,9 @@ class SearchSpec(Strict):
         default_factory=dict, description="TrainingArguments field -> float/int/categorical range.")
     sampler: SamplerSpec = Field(default_factory=SamplerSpec, description="How the next trial is chosen.")
     pruner: PrunerSpec = Field(default_factory=PrunerSpec, description="When a trial that falls behind stops.")
-    evals_per_epoch: int = Field(4, ge=1, le=100, description="Evaluations per epoch (pruning points).")
+    evals_per_epoch: int = Field(
+        4, ge=1, le=100, description="Pruning points per epoch: the grid on which trials report; a trial is "
+                                     "evaluated at the points where the pruner can decide, and at its end.")
     pruning_eval_samples: int | None = Field(
         500, ge=1, description="Validation rows (seeded) scored at pruning points; the trial's value always "
                                "uses the whole split. null: all rows at every point.")

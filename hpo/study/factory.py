@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hpo.study.storage import make_storage
@@ -52,7 +53,54 @@ def grid_values(search: "SearchSpec") -> dict[str, list[Any]]:
     return grid
 
 
+def resolved_pruner(study: "LoadedStudy") -> "PrunerSpec":
+    """The pruner spec with `auto` replaced by numbers: half of the shortest trial's training."""
+    spec = study.spec.search.pruner
+    half = max(1, round(50 * _shortest_epochs(study)))
+    auto = {k: half for k in ("n_warmup_steps", "interval_steps") if getattr(spec, k) == "auto"}
+    return spec.model_copy(update=auto)
+
+
+def _shortest_epochs(study: "LoadedStudy") -> float:
+    from hpo.spec.checks import normalized_training
+    from hpo.spec.schema import CategoricalParam
+
+    training = normalized_training(study)
+    if training.get("max_steps", -1) > 0:
+        return 1.0  # the epoch count follows from the data size; judge at half an epoch
+    p = study.spec.search.space.get("num_train_epochs")
+    if p is not None:
+        return float(min(p.choices) if isinstance(p, CategoricalParam) else p.low)
+    return float(training.get("num_train_epochs", 3.0))  # the TrainingArguments default
+
+
+@dataclass(frozen=True)
+class DecisionPoints:
+    """Where on the progress scale (percent of an epoch) the pruner can stop a trial. The search evaluates
+    there and at the end of a trial only: an evaluation that cannot stop anything is time not spent training."""
+    every: bool = False  # successive halving / hyperband: their rungs are placed by Optuna as trials report
+    warmup: int | None = None  # median / percentile: from here on, once per interval; None: never
+    interval: int = 1
+
+    def wanted(self, progress: int, last: int | None) -> bool:
+        if self.every:
+            return True
+        if self.warmup is None or progress < self.warmup:
+            return False
+        if last is None or last < self.warmup:
+            return True
+        return (progress - self.warmup) // self.interval > (last - self.warmup) // self.interval
+
+
+def decision_points(spec: "PrunerSpec") -> DecisionPoints:
+    """For a resolved spec (see `resolved_pruner`)."""
+    if spec.name in ("median", "percentile"):
+        return DecisionPoints(warmup=int(spec.n_warmup_steps), interval=int(spec.interval_steps))
+    return DecisionPoints(every=spec.name != "none")
+
+
 def make_pruner(spec: "PrunerSpec") -> "optuna.pruners.BasePruner":
+    """A pruner from a resolved spec (see `resolved_pruner`)."""
     import optuna
 
     p = optuna.pruners
@@ -81,7 +129,7 @@ def study_kwargs(study: "LoadedStudy", model: str, storage: Any) -> dict[str, An
     search = study.spec.search
     return {"storage": storage, "study_name": study_names(study)[model], "load_if_exists": True,
             "sampler": make_sampler(_worker_seeded(search.sampler, study), search),
-            "pruner": make_pruner(search.pruner)}
+            "pruner": make_pruner(resolved_pruner(study))}
 
 
 def _worker_seeded(spec: "SamplerSpec", study: "LoadedStudy") -> "SamplerSpec":
