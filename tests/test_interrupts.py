@@ -48,7 +48,9 @@ def check_stopped(code: int, err: str, db: Path) -> None:
 def test_interrupted_runs_resume_without_redoing(make_study: Callable[..., Path]) -> None:
     # one order only: three tiny runs already take minutes on 2 cores; both signals take the same path
     in_trial, in_final = signal.SIGINT, signal.SIGTERM
-    study = make_study(search__n_trials=N_TRIALS, final={"strategy": "retrain"})
+    # trials long enough (seconds) that a signal lands inside one
+    study = make_study(search__n_trials=N_TRIALS, final={"strategy": "retrain"},
+                       training={"num_train_epochs": 12, "seed": 0})
     db = study.parent / "tiny.db"
     results = study.parent / "runs" / "tiny" / "results.json"
 
