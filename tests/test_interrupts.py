@@ -22,8 +22,10 @@ def finished(db: Path) -> dict[int, tuple[str, Any]]:
 
 
 def start(study: Path) -> subprocess.Popen[str]:
+    # As from a terminal: a shell starts background jobs with SIGINT ignored, and Python then keeps it ignored.
     return subprocess.Popen([sys.executable, "-m", "hpo", "run", str(study)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "HPO_DEBUG": ""})
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "HPO_DEBUG": ""},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def interrupt_when(proc: subprocess.Popen[str], ready: Callable[[], bool], sig: int) -> tuple[int, str]:
