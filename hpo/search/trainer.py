@@ -92,8 +92,8 @@ class SearchTrainer(Trainer):
         columns = getattr(data, "column_names", None) or ()
         if self.args.train_sampling_strategy != "group_by_length" or "input_ids" not in columns:
             return super()._get_train_sampler(train_dataset)
-        # the Trainer hands over the rows without the columns the model does not take, "length" among them
-        lengths = data["length"] if "length" in columns else [len(ids) for ids in data["input_ids"]]
+        # from input_ids: the Trainer hands over the rows without the columns the model does not take ("length")
+        lengths = [len(ids) for ids in data["input_ids"]]
         return LengthBucketSampler(lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps)
 
     # -- evaluation and pruning ------------------------------------------------------------------
