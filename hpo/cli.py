@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
+from hpo import interrupts
 from hpo.errors import HpoError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -141,12 +141,8 @@ def predict(model: str = typer.Argument(..., help="Model folder or Hub repo id."
     _out(json.dumps(summary, indent=2))
 
 
-def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
-    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    interrupts.install()
     debug = os.environ.get("HPO_DEBUG", "") not in ("", "0")
     _current_file.clear()
     try:

@@ -86,3 +86,56 @@ def test_interrupted_runs_resume_without_redoing(make_study: Callable[..., Path]
     best = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}").best_trial.number
     assert final["trial"] == best
     assert (Path(final["path"]) / "config.json").is_file()
+
+
+@pytest.fixture
+def search_ctx(make_study: Callable[..., Path]) -> Any:
+    """A one-trial search in this process, Ctrl-C handled by Python's default handler (as in a terminal)."""
+    from hpo.data import prepare_splits
+    from hpo.search.runner import build_context
+    from hpo.spec import load_study
+    from hpo.study.factory import open_storage
+
+    study = load_study(make_study(search__n_trials=1, training={"num_train_epochs": 1, "seed": 0}))
+    ctx = build_context(study, study.spec.models[0], prepare_splits(study), open_storage(study))
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield ctx
+    signal.signal(signal.SIGINT, previous)
+
+
+def ctrl_c_after(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> None:
+    """Ctrl-C right after `owner.name` returns (the row written, before the next line of Optuna runs)."""
+    original = getattr(owner, name)
+
+    def then_stop(*args: Any, **kwargs: Any) -> Any:
+        out = original(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(owner, name, then_stop)
+
+
+def test_a_stop_just_after_optuna_creates_the_trial_fails_it(search_ctx: Any,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import optuna
+
+    from hpo.search.runner import run_trials
+
+    ctrl_c_after(monkeypatch, optuna.Study, "ask")
+    with pytest.raises(KeyboardInterrupt):
+        run_trials(search_ctx)
+    states = [t.state.name for t in search_ctx.optuna_study.get_trials()]
+    assert states == ["FAIL"]  # not RUNNING: a resumed run needs no clean-up and counts it right
+
+
+def test_a_stop_while_optuna_records_the_result_keeps_the_trial(search_ctx: Any,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import optuna.study._optimize as optimize
+
+    from hpo.search.runner import run_trials
+
+    ctrl_c_after(monkeypatch, optimize, "_tell_with_warning")
+    with pytest.raises(KeyboardInterrupt):
+        run_trials(search_ctx)
+    trials = search_ctx.optuna_study.get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE"] and trials[0].value is not None

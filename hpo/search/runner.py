@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from hpo import progress
+from hpo import interrupts, progress
 from hpo.study.counts import count_trials
 from hpo.study.factory import load_or_create, study_kwargs
 from hpo.study.workers import claim_once, worker_id
@@ -128,22 +128,23 @@ def run_trials(ctx: SearchContext, *, max_trials: int | None = None, timeout: fl
             time.sleep(POLL_SECONDS)
             continue
         before = {t.number for t in ctx.optuna_study.get_trials(deepcopy=False) if t.state.name != "WAITING"}
-        try:
-            ctx.trainer.hyperparameter_search(
-                hp_space=ctx.trainer.hp_space_fn, compute_objective=make_objective(spec, ctx.trainer), n_trials=1,
-                direction=search_direction(spec), backend="optuna", catch=(Exception,), **kwargs)
-        except Exception:
-            if not (taken := _taken_over(ctx.optuna_study, before, me)):
-                raise
-            progress.say(f"trial {taken.number} was failed by another worker (no heartbeat within "
-                         f"grace_period={spec.search.grace_period or 3 * spec.search.heartbeat_interval}s; raise it "
-                         "on a busy machine); its retry runs again")
-        ran += 1
-        if on_trial is not None:
-            mine = [t for t in ctx.optuna_study.get_trials(deepcopy=False)
-                    if t.number not in before and t.user_attrs.get("worker") == me]
-            for t in mine:
-                on_trial(ctx.optuna_study, t)
+        with interrupts.protected():  # a stop cuts the training only, never Optuna's writes around it
+            try:
+                ctx.trainer.hyperparameter_search(
+                    hp_space=ctx.trainer.hp_space_fn, compute_objective=make_objective(spec, ctx.trainer),
+                    n_trials=1, direction=search_direction(spec), backend="optuna", catch=(Exception,), **kwargs)
+            except Exception:
+                if not (taken := _taken_over(ctx.optuna_study, before, me)):
+                    raise
+                progress.say(f"trial {taken.number} was failed by another worker (no heartbeat within "
+                             f"grace_period={spec.search.grace_period or 3 * spec.search.heartbeat_interval}s; "
+                             "raise it on a busy machine); its retry runs again")
+            ran += 1
+            if on_trial is not None:
+                mine = [t for t in ctx.optuna_study.get_trials(deepcopy=False)
+                        if t.number not in before and t.user_attrs.get("worker") == me]
+                for t in mine:
+                    on_trial(ctx.optuna_study, t)
 
 
 def _taken_over(study: "optuna.Study", before: set[int], me: str) -> "optuna.trial.FrozenTrial | None":

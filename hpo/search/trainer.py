@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from transformers import Trainer, TrainerCallback
 
+from hpo import interrupts
 from hpo.search.batches import LengthBucketSampler
 from hpo.study.workers import worker_id
 
@@ -54,12 +55,12 @@ class SearchTrainer(Trainer):
     def __init__(self, *args: Any, evals_per_epoch: int, points: "DecisionPoints", objective_key: str,
                  direction: str, checkpoints: Path | None, keep_checkpoints: int, n_trials: int,
                  pruning_eval_dataset: Any = None, **kwargs: Any) -> None:
+        self.profile: dict[str, float] = {}  # per trial; the base class calls call_model_init from __init__
         super().__init__(*args, **kwargs)
         self.pruning_eval_dataset = pruning_eval_dataset
         self.evals_per_epoch, self.points = evals_per_epoch, points
         self.objective_key, self.direction = objective_key, direction
         self.checkpoints, self.keep_checkpoints, self.n_trials = checkpoints, keep_checkpoints, n_trials
-        self.profile: dict[str, float] = {}
         self.reported: set[int] = set()
         self.add_callback(EvaluationPoints(self))
 
@@ -81,7 +82,6 @@ class SearchTrainer(Trainer):
         if trial is not None and hasattr(trial, "study"):
             _refuse_surplus(trial, self.n_trials)
             trial.set_user_attr("worker", worker_id())
-        self.profile = {"model_load": 0.0, "evaluation": 0.0, "reporting": 0.0, "checkpoint": 0.0}
         self.reported: set[int] = set()
         model = super().call_model_init(trial)
         self.profile["model_load"] = time.perf_counter() - start
@@ -148,8 +148,10 @@ class SearchTrainer(Trainer):
         if trial is None or not hasattr(trial, "study"):
             return super().train(*args, trial=trial, **kwargs)
         start = time.perf_counter()
+        self.profile = {"model_load": 0.0, "evaluation": 0.0, "reporting": 0.0, "checkpoint": 0.0}
         try:
-            out = super().train(*args, trial=trial, **kwargs)
+            with interrupts.interruptible():  # what follows training is quick and lets the trial finish
+                out = super().train(*args, trial=trial, **kwargs)
             self.profile["train_total"] = time.perf_counter() - start
             self._keep_if_best(trial)
             return out
