@@ -43,8 +43,11 @@ def install() -> None:
 def protected() -> Iterator[None]:
     """Hold stops that arrive outside `interruptible()` until the block ends."""
     global _held, _protecting
+    if not _main_thread():  # signals reach the main thread only
+        yield
+        return
     # for callers that did not `install()` (the Python API): Ctrl-C, if Python's default handler has it
-    swap = _main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    swap = signal.getsignal(signal.SIGINT) is signal.default_int_handler
     previous = signal.signal(signal.SIGINT, _stop) if swap else None
     _protecting += 1
     try:
@@ -62,6 +65,9 @@ def protected() -> Iterator[None]:
 def interruptible() -> Iterator[None]:
     """A block a stop may cut short: raises a held stop on entry."""
     global _held, _open
+    if not _main_thread():
+        yield
+        return
     if _held:
         _held = False
         raise KeyboardInterrupt
