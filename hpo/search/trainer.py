@@ -131,17 +131,19 @@ class SearchTrainer(Trainer):
         finally:
             self.profile["reporting"] = self.profile.get("reporting", 0.0) + time.perf_counter() - start
 
+    def _slot(self) -> int:
+        """The grid point (evals_per_epoch per epoch) nearest to where training is."""
+        return round((self.state.epoch or 0.0) * self.evals_per_epoch)
+
     def _progress(self) -> int:
-        slot = round((self.state.epoch or 0.0) * self.evals_per_epoch)
-        return slot * PROGRESS_UNIT // self.evals_per_epoch
+        return self._slot() * PROGRESS_UNIT // self.evals_per_epoch
 
     def _at_end(self) -> bool:
         """The last evaluation, or one that snaps to the last slot: pruning there would save nothing."""
         if self.state.max_steps > 0 and self.state.global_step >= self.state.max_steps:
             return True
         epochs = self.state.num_train_epochs or 0
-        return epochs > 0 and round((self.state.epoch or 0.0) * self.evals_per_epoch) >= round(
-            epochs * self.evals_per_epoch)
+        return epochs > 0 and self._slot() >= round(epochs * self.evals_per_epoch)
 
     # -- the trial as a whole ----------------------------------------------------------------------
     def train(self, *args: Any, trial: Any = None, **kwargs: Any) -> Any:
