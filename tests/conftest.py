@@ -138,3 +138,14 @@ def peek_trials(db: Path, study: str = "tiny") -> list[tuple[int, str, float | N
     except sqlite3.OperationalError:  # tables not created yet, or the writer holds the file
         return []
     return [(n, s, v) for n, s, v in rows]
+
+
+def search_context(study_file: Path) -> Any:
+    """The trial loop's context for a study file's first model, built in this process as `hpo run` does."""
+    from hpo.data import prepare_splits
+    from hpo.search.runner import build_context
+    from hpo.spec import load_study
+    from hpo.study.factory import open_storage
+
+    study = load_study(study_file)
+    return build_context(study, study.spec.models[0], prepare_splits(study), open_storage(study))

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from conftest import peek_trials
+from conftest import peek_trials, search_context
 
 N_TRIALS = 3
 
@@ -91,13 +91,7 @@ def test_interrupted_runs_resume_without_redoing(make_study: Callable[..., Path]
 @pytest.fixture
 def search_ctx(make_study: Callable[..., Path]) -> Any:
     """A one-trial search in this process, Ctrl-C handled by Python's default handler (as in a terminal)."""
-    from hpo.data import prepare_splits
-    from hpo.search.runner import build_context
-    from hpo.spec import load_study
-    from hpo.study.factory import open_storage
-
-    study = load_study(make_study(search__n_trials=1, training={"num_train_epochs": 1, "seed": 0}))
-    ctx = build_context(study, study.spec.models[0], prepare_splits(study), open_storage(study))
+    ctx = search_context(make_study(search__n_trials=1, training={"num_train_epochs": 1, "seed": 0}))
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield ctx
     signal.signal(signal.SIGINT, previous)

@@ -8,6 +8,7 @@ from typing import Any
 import optuna
 import pytest
 import torch
+from conftest import search_context
 
 from hpo.models import BaseModel
 
@@ -60,18 +61,13 @@ def run_and_record_evaluations(ctx: Any) -> list[tuple[int, int]]:
 
 
 def test_batch_sizes_are_compared_at_the_same_progress_points(make_study: object) -> None:
-    from hpo.data import prepare_splits
-    from hpo.search.runner import build_context, enqueue_initial, run_trials
-    from hpo.spec import load_study
-    from hpo.study.factory import open_storage
+    from hpo.search.runner import enqueue_initial, run_trials
 
-    study = load_study(make_study(search={
+    ctx = search_context(make_study(search={
         "n_trials": 2, "evals_per_epoch": 4, "baseline": False,
         "pruner": {"name": "median", "n_startup_trials": 5, "n_warmup_steps": 0, "interval_steps": 1},
         "space": {"per_device_train_batch_size": {"type": "categorical", "choices": [8, 32]}},
         "enqueue": [{"per_device_train_batch_size": 8}, {"per_device_train_batch_size": 32}]}))
-    splits = prepare_splits(study)
-    ctx = build_context(study, study.spec.models[0], splits, open_storage(study))
     enqueue_initial(ctx)
     run_trials(ctx)
     trials = ctx.optuna_study.get_trials()
@@ -86,16 +82,10 @@ def test_batch_sizes_are_compared_at_the_same_progress_points(make_study: object
 
 
 def test_pruning_points_use_a_seeded_subset_and_the_value_uses_all_rows(make_study: object) -> None:
-    from hpo.data import prepare_splits
-    from hpo.search.runner import build_context
-    from hpo.spec import load_study
-    from hpo.study.factory import open_storage
-
-    study = load_study(make_study(search={
+    ctx = search_context(make_study(search={
         "n_trials": 1, "evals_per_epoch": 2, "baseline": False, "pruning_eval_samples": 30,
         "pruner": {"name": "median", "n_startup_trials": 0, "n_warmup_steps": 0, "interval_steps": 1},
         "space": {"learning_rate": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}}}))
-    ctx = build_context(study, study.spec.models[0], prepare_splits(study), open_storage(study))
     evaluations = run_and_record_evaluations(ctx)
     sizes = [rows for _, rows in evaluations]
     trial = ctx.optuna_study.get_trials()[0]
@@ -153,16 +143,10 @@ def test_an_explicit_warm_up_is_kept(make_study: object) -> None:
 def test_evaluation_batches_hold_rows_of_about_one_length(make_study: object) -> None:
     import numpy as np
 
-    from hpo.data import prepare_splits
-    from hpo.search.runner import build_context
-    from hpo.spec import load_study
-    from hpo.study.factory import open_storage
-
-    study = load_study(make_study(search={
+    ctx = search_context(make_study(search={
         "n_trials": 1, "pruning_eval_samples": 30,
         "space": {"learning_rate": {"type": "float", "low": 1e-3, "high": 1e-2}}}))
-    splits = prepare_splits(study)
-    trainer = build_context(study, study.spec.models[0], splits, open_storage(study)).trainer
+    trainer, splits = ctx.trainer, ctx.splits
     for data in (trainer.eval_dataset, trainer.pruning_eval_dataset):
         lengths = np.asarray(data["length"])
         assert (np.diff(lengths) >= 0).all() and lengths[0] < lengths[-1]
@@ -179,16 +163,10 @@ def test_evaluation_batches_hold_rows_of_about_one_length(make_study: object) ->
 ])
 def test_a_trial_is_evaluated_only_where_the_pruner_can_stop_it(make_study: object, pruner: dict,
                                                                 evaluated: list[int]) -> None:
-    from hpo.data import prepare_splits
-    from hpo.search.runner import build_context
-    from hpo.spec import load_study
-    from hpo.study.factory import open_storage
-
-    study = load_study(make_study(search={
+    ctx = search_context(make_study(search={
         "n_trials": 1, "evals_per_epoch": 4, "baseline": False, "pruner": {"n_startup_trials": 5, **pruner}
         if pruner["name"] in ("median", "percentile") else pruner,
         "space": {"learning_rate": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}}}))
-    ctx = build_context(study, study.spec.models[0], prepare_splits(study), open_storage(study))
     calls = [step for step, _ in run_and_record_evaluations(ctx)]
     trial = ctx.optuna_study.get_trials()[0]
     assert trial.state == optuna.trial.TrialState.COMPLETE
@@ -215,15 +193,10 @@ def test_bf16_by_default_where_the_hardware_has_it(make_study: object, monkeypat
 
 
 def test_training_batches_are_length_grouped_in_random_order(make_study: object) -> None:
-    from hpo.data import prepare_splits
     from hpo.search.batches import LengthBucketSampler
-    from hpo.search.runner import build_context
-    from hpo.spec import load_study
-    from hpo.study.factory import open_storage
 
-    study = load_study(make_study(search={
-        "n_trials": 1, "space": {"learning_rate": {"type": "float", "low": 1e-3, "high": 1e-2}}}))
-    trainer = build_context(study, study.spec.models[0], prepare_splits(study), open_storage(study)).trainer
+    trainer = search_context(make_study(search={
+        "n_trials": 1, "space": {"learning_rate": {"type": "float", "low": 1e-3, "high": 1e-2}}})).trainer
     loader = trainer.get_train_dataloader()
     assert isinstance(loader.batch_sampler.sampler, LengthBucketSampler)
     widths = [batch["input_ids"].shape[1] for batch in loader]
