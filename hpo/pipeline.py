@@ -154,7 +154,7 @@ def start_local_workers(study: "LoadedStudy", n: int) -> list[subprocess.Popen[b
 
 
 def study_lock(study: "LoadedStudy") -> Any:
-    """SQLite takes one process: refuse a second one at once, before any slow work."""
+    """SQLite takes one process: refuse a second one at once, before any slow work (the data check included)."""
     url = study.paths.storage_url
     return SqliteLock(url) if is_sqlite(url) else contextlib.nullcontext()
 
@@ -165,11 +165,11 @@ def run(study: "LoadedStudy", *, workers: int = 0, push: bool = True) -> dict[st
     procs: list[subprocess.Popen[bytes]] = []
     try:
         with study_lock(study):
-            storage = open_storage(study)
             progress.quiet_libraries()
             began = time.perf_counter()
-            splits = prepare(study)
+            splits = prepare(study)  # before the store: bad data leaves no new store behind
             timings = {"last_run_data_s": time.perf_counter() - began}
+            storage = open_storage(study)
             procs = start_local_workers(study, workers)
             began = time.perf_counter()
             search(study, splits, storage, sole_process=is_sqlite(study.paths.storage_url), timings=timings)
@@ -201,18 +201,18 @@ def run(study: "LoadedStudy", *, workers: int = 0, push: bool = True) -> dict[st
 def run_worker(study: "LoadedStudy", *, max_trials: int | None = None) -> int:
     """One worker: join the shared study and run trials; the coordinator finalizes."""
     with study_lock(study):
-        storage = open_storage(study)
         progress.quiet_libraries()
         splits = prepare(study)
+        storage = open_storage(study)
         return search(study, splits, storage, max_trials=max_trials, sole_process=is_sqlite(study.paths.storage_url),
                       wait_for_others=max_trials is None)
 
 
 def finalize_only(study: "LoadedStudy") -> dict[str, Any]:
     with study_lock(study):
-        storage = open_storage(study)
         progress.quiet_libraries()
         splits = prepare(study)
+        storage = open_storage(study)
         results = finalize(study, splits, storage)
         report(study, results, storage)
     return results
