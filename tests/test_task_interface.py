@@ -10,7 +10,7 @@ from task_helpers import to_dataset
 
 from hpo.errors import DataError, SpecError
 from hpo.report import markdown
-from hpo.tasks import TASKS, Columns, Where, get_task
+from hpo.tasks import TASKS, Columns, Where, get_task, task_of_model
 
 FINALS = {
     "token-classification": {
@@ -39,6 +39,12 @@ def test_registry_knows_every_task_and_names_the_unknown_one() -> None:
         task = get_task(name)
         assert task.name == name and task.metric_direction(task.default_metric) == "maximize"
         assert task.metric_direction("loss") == "minimize"
+    from transformers import BertConfig
+
+    assert task_of_model(BertConfig(architectures=["BertForTokenClassification"])) == "token-classification"
+    assert task_of_model(BertConfig(problem_type="regression", num_labels=1)) == "text-regression"
+    assert task_of_model(BertConfig(problem_type="multi_label_classification")) == "multi-label-classification"
+    assert task_of_model(BertConfig(architectures=["BertForSequenceClassification"])) == "text-classification"
     with pytest.raises(SpecError, match="task: unknown task 'summarization'") as err:
         get_task("summarization")
     assert err.value.hint.startswith("use one of text-classification, token-classification")

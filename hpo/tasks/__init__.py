@@ -30,4 +30,12 @@ def get_task(name: str, options: TaskOptions | dict[str, Any] | None = None, *,
     return task_class(name)(options, columns=columns)
 
 
-__all__ = ["TASKS", "Columns", "Prepared", "Task", "TaskOptions", "Where", "get_task", "task_class"]
+def task_of_model(config: Any) -> str:
+    """The task a saved model was trained for, from its config (what `hpo predict` needs to know)."""
+    if any(a.endswith("ForTokenClassification") for a in getattr(config, "architectures", None) or []):
+        return "token-classification"
+    return {"regression": "text-regression", "multi_label_classification": "multi-label-classification"}.get(
+        getattr(config, "problem_type", None) or "", "text-classification")
+
+
+__all__ = ["TASKS", "Columns", "Prepared", "Task", "TaskOptions", "Where", "get_task", "task_class", "task_of_model"]
