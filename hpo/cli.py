@@ -1,7 +1,7 @@
 """The commands. Each parses its arguments, loads the study and calls one function; errors become one line.
 
-Exit codes: 0 ok, 1 unexpected, 2 bad input, 3 busy (another process holds the study), 4 Hub failure,
-130 interrupted. HPO_DEBUG=1 shows tracebacks.
+Exit codes: 0 ok, 1 unexpected or trials that keep failing (`search.max_failures`), 2 bad input, 3 busy
+(another process holds the study), 4 Hub failure, 130 interrupted. HPO_DEBUG=1 shows tracebacks.
 """
 
 from __future__ import annotations

@@ -65,3 +65,9 @@ class StageError(HpoError):
     """A stage was asked for before what it needs exists (e.g. push before the final model)."""
 
     exit_code = 2
+
+
+class SearchError(HpoError):
+    """The search stopped: its trials keep failing with an error (the message quotes it)."""
+
+    exit_code = 1

@@ -70,7 +70,9 @@ Param = Annotated[Union[FloatParam, IntParam, CategoricalParam], Field(discrimin
 class SamplerSpec(Strict):
     name: Literal["tpe", "random", "cmaes", "gp", "grid", "nsga2"] = Field(
         "tpe", description="Optuna sampler.")
-    seed: int | None = Field(0, description="Sampler seed, for repeatable studies.")
+    seed: int | None = Field(0, description="Sampler seed, for repeatable studies: each trial draws with a "
+                                            "seed from it and the trial's position, so a resumed study runs "
+                                            "what one uninterrupted run would have run.")
     n_startup_trials: int | None = Field(
         None, ge=0, description="Random trials before the model-based sampler takes over (tpe, cmaes, gp).")
 
@@ -212,6 +214,10 @@ class SearchSpec(Strict):
     warm_start: WarmStartSpec | None = Field(
         None, description="Enqueue the best trials of another study (any storage) into a new study.")
     max_retries: int = Field(2, ge=0, description="Times a trial whose worker died is retried.")
+    max_failures: int | None = Field(
+        5, ge=1, description="Trials in a row that fail with an error (none finishing in between) after which a "
+                             "process stops the search with exit code 1 and the error. Trials stopped by Ctrl-C, "
+                             "SIGTERM or a dead worker do not count. null: never stop.")
     heartbeat_interval: int = Field(10, ge=1, description="Seconds between trial heartbeats (RDB storages).")
     grace_period: int | None = Field(None, ge=1, description="Seconds without heartbeat before a trial is "
                                                               "stale (default 3 x heartbeat_interval).")
