@@ -17,14 +17,14 @@ if TYPE_CHECKING:
     from hpo.data import Splits
     from hpo.spec import LoadedStudy
 
-_BASE_MODELS: dict[tuple[str, tuple[str, ...]], BaseModel] = {}
+_BASE_MODELS: dict[tuple[str, str, tuple[str, ...]], BaseModel] = {}
 
 
-def base_model(source: str, label_names: list[str]) -> BaseModel:
-    """One BaseModel per process and label set: the weights are read from disk once."""
-    key = (source, tuple(label_names))
+def base_model(source: str, label_names: list[str], task: Any = None) -> BaseModel:
+    """One BaseModel per process, task and label set: the weights are read from disk once."""
+    key = (source, task.name if task is not None else "text-classification", tuple(label_names))
     if key not in _BASE_MODELS:
-        _BASE_MODELS[key] = BaseModel(source, id2label=dict(enumerate(label_names)))
+        _BASE_MODELS[key] = BaseModel(source, id2label=dict(enumerate(label_names)), task=task)
     return _BASE_MODELS[key]
 
 
@@ -121,8 +121,8 @@ def build_trainer(study: "LoadedStudy", model_id: str, splits: "Splits", *, chec
     source = resolve_model(model_id, str(study.paths.base_dir))
     tokenizer = load_tokenizer(source)
     tokenized = tokenize_splits(splits, tokenizer, max_length=spec.dataset.max_length,
-                                cache_dir=study.paths.output_dir / "cache")
-    base = base_model(source, splits.label_names)
+                                cache_dir=study.paths.output_dir / "cache", task=study.task)
+    base = base_model(source, splits.label_names, study.task)
     trainer = SearchTrainer(
         model_init=lambda trial=None: base.build(),
         args=training_arguments(study, study.paths.output_dir / "scratch"),

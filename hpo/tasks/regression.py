@@ -16,7 +16,8 @@ from hpo.errors import DataError
 from hpo.report.blocks import Block, Bullets, Heading, Para
 from hpo.tasks import sections
 from hpo.tasks.base import (Prepared, Task, TaskOptions, Where, check_columns, in_length_order, make_pipeline,
-                            pair_inputs, read_texts, text_dataset, text_encode_fn, text_inputs, text_value,
+                            pair_inputs, read_texts, text_dataset, text_encode_fn, text_inputs, text_needs,
+                            text_value, joined_texts,
                             widget_examples)
 
 if TYPE_CHECKING:
@@ -67,8 +68,7 @@ class TextRegression(Task):
         import datasets
 
         c = self.columns
-        needed = {c.text: "text_column", c.label: "label_column"} | ({c.text_pair: "text_pair_column"}
-                                                                     if c.text_pair else {})
+        needed = text_needs(c) | {c.label: "label_column"}
         out = {}
         for split, ds in raw.items():
             check_columns(ds, split, needed, where)
@@ -79,7 +79,7 @@ class TextRegression(Task):
                     raise where.error(split, f"{where.row(split, ds, i)} has {c.label} {v!r}, not a number",
                                       key="label_column", hint="give a finite number (e.g. 3.8) in every row")
                 values.append(number)
-            texts = [text_value(v, split, ds, i, where) for i, v in enumerate(ds[c.text])]
+            texts = joined_texts(ds, split, c, where)
             pairs = [text_value(v, split, ds, i, where) for i, v in enumerate(ds[c.text_pair])] if c.text_pair else None
             out[split] = text_dataset(texts, pairs, {"label": (values, datasets.Value("float32"))})
         if len(set(out["train"]["label"])) < 2:
