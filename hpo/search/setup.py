@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hpo import metrics as metric_lib
 from hpo.models import BaseModel, load_tokenizer, resolve_model
 from hpo.search.space import make_hp_space
 from hpo.spec.checks import normalized_training
@@ -84,18 +83,6 @@ def _has_cuda() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def compute_metrics_fn(study: "LoadedStudy") -> Any:
-    names = metric_lib.metric_names(study.spec.objective.metric)
-    for n in names:
-        metric_lib.load_metric(n)  # fail before training, not at the first evaluation
-    average = study.spec.objective.average
-
-    def compute(pred: Any) -> dict[str, float]:
-        logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
-        return metric_lib.compute(names, np.argmax(logits, axis=-1), pred.label_ids, average=average)
-    return compute
-
-
 def by_length(dataset: Any) -> Any:
     """Rows shortest first: the order does not change a metric, and each evaluation batch then pads only
     to about its own rows' length (random order pads most rows to the longest of 128)."""
@@ -110,8 +97,6 @@ def pruning_subset(validation: Any, n: int | None, *, seed: int) -> Any:
 
 
 def build_trainer(study: "LoadedStudy", model_id: str, splits: "Splits", *, checkpoints: Path | None) -> Any:
-    from transformers import DataCollatorWithPadding
-
     from hpo.data import tokenize_splits
     from hpo.search.trainer import SearchTrainer
     from hpo.study.factory import decision_points, resolved_pruner
@@ -127,8 +112,8 @@ def build_trainer(study: "LoadedStudy", model_id: str, splits: "Splits", *, chec
         model_init=lambda trial=None: base.build(),
         args=training_arguments(study, study.paths.output_dir / "scratch"),
         train_dataset=tokenized["train"], eval_dataset=by_length(tokenized["validation"]),
-        data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
-        compute_metrics=compute_metrics_fn(study),
+        data_collator=study.task.collator(tokenizer), processing_class=tokenizer,
+        compute_metrics=study.task.compute_metrics_fn(splits.label_names, objective=spec.objective.metric),
         evals_per_epoch=spec.search.evals_per_epoch, points=decision_points(resolved_pruner(study)),
         objective_key=spec.objective.metric,
         direction=spec.objective.resolved_direction, checkpoints=checkpoints,

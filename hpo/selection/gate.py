@@ -28,11 +28,11 @@ def selection_dir(study: "LoadedStudy", study_name: str) -> Path:
     return study.paths.output_dir / "selection" / study_name
 
 
-def test_metric(metric: str) -> str:
-    """The unseen-data metric compared with validation: the objective's, else accuracy (for loss)."""
-    from hpo.evaluation import ALL_METRICS
-
-    return metric if metric in ALL_METRICS else "accuracy"
+def test_metric(study: "LoadedStudy") -> str:
+    """The unseen-data metric compared with validation: the objective's when the task's evaluation returns it,
+    else the task's default metric (for loss)."""
+    metric, task = study.spec.objective.metric, study.task
+    return metric if metric in task.metrics else task.default_metric
 
 
 def trial_model(study: "LoadedStudy", model_id: str, trial: "optuna.trial.FrozenTrial", splits: "Splits",
@@ -61,50 +61,52 @@ def gated_evaluation(study: "LoadedStudy", study_name: str, trial: int) -> dict[
 def run_gate(study: "LoadedStudy", model_id: str, optuna_study: "optuna.Study", splits: "Splits",
              candidates: list["optuna.trial.FrozenTrial"]) -> dict[str, Any] | None:
     """Score the first top_k candidates on the test split; None when the gate is off (top_k 1)."""
-    from hpo.evaluation import evaluate_on
+    from hpo.final import settle
 
-    spec = study.spec
+    spec, task = study.spec, study.task
     k = min(spec.selection.top_k, len(candidates))
     if spec.selection.top_k < 2 or k < 2:
         return None
     folder = selection_dir(study, optuna_study.study_name)
     cache_path = folder / "gate.json"
     cache = read_json(cache_path) or {}
-    metric = test_metric(spec.objective.metric)
+    metric = test_metric(study)
     rows = []
     for t in candidates[:k]:
         entry = cache.get(str(t.number))
         if entry is None:
             path, source = trial_model(study, model_id, t, splits, folder)
             progress.say(f"gate: scoring trial {t.number} on {len(splits.test)} unseen rows")
-            result = evaluate_on(path, splits.test, splits.label_names, max_length=spec.dataset.max_length,
-                                 average=spec.objective.average)
+            settle(study, Path(path), splits)  # scored as the final model will be (its threshold set)
+            result = task.evaluate(path, splits.test, splits.label_names, max_length=spec.dataset.max_length)
             entry = {"source": source, "test_metrics": result["metrics"], "evaluation": result}
             cache[str(t.number)] = entry
             write_json(cache_path, cache)
         rows.append({"trial": t.number, "validation": primary_value(t), "test": entry["test_metrics"][metric],
                      "source": entry["source"]})
     return summarize(rows, maximize=spec.objective.resolved_direction == "maximize", metric=metric,
-                     validation_metric=spec.objective.metric, n_test=len(splits.test))
+                     validation_metric=spec.objective.metric, n_test=len(splits.test),
+                     test_maximize=task.metric_direction(metric) == "maximize")
 
 
 def summarize(rows: list[dict[str, Any]], *, maximize: bool, metric: str, validation_metric: str,
-              n_test: int) -> dict[str, Any]:
+              n_test: int, test_maximize: bool = True) -> dict[str, Any]:
     """Ranks, rank correlation and the warning, from rows of trial/validation/test values.
 
-    Rows come in the order the selection ranks them; the first is the validation winner. Test metrics are
-    always maximized (the gate compares accuracy-like scores on unseen data).
+    Rows come in the order the selection ranks them; the first is the validation winner. `test_maximize`
+    is the test metric's direction (errors such as mse are minimized).
     """
     val_ranks = ranks([r["validation"] for r in rows], maximize=maximize)
-    test_ranks = ranks([r["test"] for r in rows], maximize=True)
+    test_ranks = ranks([r["test"] for r in rows], maximize=test_maximize)
     for r, vr, tr in zip(rows, val_ranks, test_ranks):
         r["validation_rank"], r["test_rank"] = vr, tr
     corr = rank_correlation([r["validation"] for r in rows], [r["test"] for r in rows])
-    if not maximize and corr["spearman"] is not None:  # lower loss should mean higher accuracy: flip the sign
+    if maximize != test_maximize and corr["spearman"] is not None:  # lower loss should mean higher accuracy
         corr = {k: -v for k, v in corr.items()}
     chosen = rows[0]
-    unseen_best = max(rows, key=lambda r: r["test"])
-    gap = unseen_best["test"] - chosen["test"]
+    sign = 1 if test_maximize else -1
+    unseen_best = max(rows, key=lambda r: sign * r["test"])
+    gap = sign * (unseen_best["test"] - chosen["test"])
     noise = binomial_noise(chosen["test"], unseen_best["test"], n_test) if metric in PROPORTIONS else None
     warning = None
     if unseen_best["trial"] != chosen["trial"] and gap > 0 and (noise is None or gap > noise):

@@ -118,7 +118,8 @@ class TextRegression(Task):
         predicted, ms = self._values(model, inputs, lengths, max_length=max_length, batch_size=batch_size)
         gold = [float(v) for v in dataset["label"]]
         return {"metrics": regression_scores(predicted, gold), "examples": len(gold), "latency_ms_per_example": ms,
-                "distribution": distribution(predicted, gold)}
+                "distribution": distribution(predicted, gold),
+                "points": [[round(g, 4), round(p, 4)] for g, p in zip(gold, predicted)]}  # the report's scatter
 
     def predict(self, model: str, rows: list[dict[str, Any]], *, max_length: int,
                 batch_size: int = 64) -> dict[str, Any]:
