@@ -65,3 +65,9 @@ class StageError(HpoError):
     """A stage was asked for before what it needs exists (e.g. push before the final model)."""
 
     exit_code = 2
+
+
+class DeviceError(HpoError):
+    """A device option cannot be met on this machine (--device, --workers, a distributed launch)."""
+
+    exit_code = 2
