@@ -111,13 +111,20 @@ def worker(study_file: Path = StudyArg,
 
 @app.command()
 def finalize(study_file: Path = StudyArg, storage: Optional[str] = StorageOpt,
-             output_dir: Optional[str] = OutputOpt) -> None:
+             output_dir: Optional[str] = OutputOpt,
+             wait: bool = typer.Option(False, "--wait", help="First wait until the workers are done (a finalizer "
+                                                               "started with them, e.g. a Kubernetes Job).")) -> None:
     """Promote the best trial, evaluate it and write the report, without running trials."""
     from hpo.devices import setup_worker
     from hpo.pipeline import finalize_only
 
     setup_worker(None)  # retraining (final.strategy retrain, selection.seeds) on one GPU
-    results = finalize_only(_load(study_file, storage, output_dir))
+    study = _load(study_file, storage, output_dir)
+    if wait:
+        from hpo.study.waiting import wait_for_workers
+
+        wait_for_workers(study, say=_note)
+    results = finalize_only(study)
     _out(json.dumps({"best_trial": results["final"]["trial"], "test_metrics": results["final"]["test_metrics"]},
                     indent=2))
 

@@ -233,3 +233,39 @@ def test_workers_auto_with_two_gpus_runs_two_processes_on_one_study(make_study: 
     assert [(proc.returncode, env[devices.ENV]) for proc, env in started] == [(0, "1")]
     trials = optuna.load_study(study_name="tiny", storage=url).get_trials()
     assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) == 4
+
+
+# -- bench/gpu_check.sh -------------------------------------------------------------------------------------
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def test_the_gpu_check_is_valid_bash_documented_and_stops_at_once_without_a_gpu() -> None:
+    import subprocess
+
+    script = BENCH / "gpu_check.sh"
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+    assert "bash bench/gpu_check.sh" in (BENCH / "README.md").read_text()
+    if devices.visible_gpu_count():
+        pytest.skip("this machine has a GPU: the check would run")
+    proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("gpu_check: no CUDA GPU visible to torch") and "CUDA build of torch" in line
+
+
+def test_the_gpu_check_tells_flat_memory_from_a_leak() -> None:
+    import sys
+
+    sys.path.insert(0, str(BENCH))
+    try:
+        import gpu_check
+    finally:
+        sys.path.remove(str(BENCH))
+    model_mb = 87.0  # MiniLM-L6's weights in fp32
+    steady = [{"number": i, "memory_at_start_mb": 91.0 + (i % 2) * 3, "state": "COMPLETE", "device": f"cuda:{i % 2}"}
+              for i in range(8)]
+    leaking = [dict(t, memory_at_start_mb=91.0 + t["number"] * 3 * model_mb) for t in steady]
+    assert gpu_check.memory_flat(steady, model_mb)["flat"] is True
+    assert gpu_check.memory_flat(leaking, model_mb)["flat"] is False
+    assert gpu_check.per_device(steady) == {"cuda:0": 4, "cuda:1": 4}
