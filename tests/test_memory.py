@@ -24,10 +24,20 @@ CUDA_OOM = ("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total c
 
 
 class Objects(TrainerCallback):
-    """Weak references to each trial's model, optimizer, scheduler and training data loader."""
+    """Weak references to each trial's model, optimizer, scheduler and training data loader; and, each time a
+    trial's model is about to be built, whether any earlier trial's objects are still alive."""
 
-    def __init__(self) -> None:
+    def __init__(self, trainer: Any) -> None:
         self.refs: list[list[weakref.ref]] = []
+        self.left_at_build: list[bool] = []
+        build = trainer.model_init
+
+        def model_init(trial: Any = None) -> Any:
+            self.left_at_build.append(any(r() is not None for refs in self.refs for r in refs))
+            return build(trial)
+
+        trainer.model_init = model_init
+        trainer.add_callback(self)
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         self.refs.append([weakref.ref(kw[k]) for k in ("model", "optimizer", "lr_scheduler", "train_dataloader")])
@@ -62,8 +72,7 @@ def two_trials(make_study: Any, *, training: dict | None = None) -> Any:
 @pytest.mark.parametrize("error", [torch.OutOfMemoryError, RuntimeError], ids=["OutOfMemoryError", "RuntimeError"])
 def test_a_trial_out_of_memory_fails_with_one_line_and_the_next_runs(make_study: Any, error: type) -> None:
     ctx = two_trials(make_study)
-    objects = Objects()
-    ctx.trainer.add_callback(objects)
+    objects = Objects(ctx.trainer)
     ctx.trainer.add_callback(OutOfMemoryAt(32, error=error))
     enqueue_initial(ctx)
     lines, alive_after = [], []
@@ -79,6 +88,7 @@ def test_a_trial_out_of_memory_fails_with_one_line_and_the_next_runs(make_study:
     assert OOM_LINE in lines[0]
     assert done.state == optuna.trial.TrialState.COMPLETE and done.params["per_device_train_batch_size"] == 16
     assert alive_after == [[False] * 4, [False] * 4]  # the failed trial's model and optimizer too
+    assert objects.left_at_build == [False, False]
     assert failed.user_attrs["device"] == "cpu" and failed.user_attrs["peak_memory_mb"] > 0
 
 
@@ -91,6 +101,31 @@ def test_out_of_memory_in_evaluation_names_the_evaluation_batch_size(make_study:
     assert trial.state == optuna.trial.TrialState.FAIL
     assert trial.system_attrs["fail_reason"] == ("out of memory evaluating at per_device_eval_batch_size=64; "
                                                  "lower it in training:")
+
+
+class PruneFirst(TrainerCallback):
+    """The pruner stops the first trial at its first evaluation (the exception a real pruning raises)."""
+
+    def __init__(self) -> None:
+        self.trials = 0
+
+    def on_train_begin(self, *args: Any, **kw: Any) -> None:
+        self.trials += 1
+
+    def on_evaluate(self, *args: Any, **kw: Any) -> None:
+        if self.trials == 1:
+            raise optuna.TrialPruned()
+
+
+def test_a_pruned_trials_objects_are_freed_before_the_next_model_is_built(make_study: Any) -> None:
+    ctx = two_trials(make_study)
+    objects = Objects(ctx.trainer)
+    ctx.trainer.add_callback(PruneFirst())
+    enqueue_initial(ctx)
+    run_trials(ctx, max_trials=2)
+    assert [t.state.name for t in ctx.optuna_study.get_trials()] == ["PRUNED", "COMPLETE"]
+    assert objects.left_at_build == [False, False]
+    assert objects.alive(0) == [False] * 4
 
 
 def test_other_errors_are_not_taken_for_memory(make_study: Any) -> None:
@@ -141,8 +176,7 @@ def test_memory_is_released_between_trials_and_stays_flat(mid_model: Path, tmp_p
                    "sampler": {"name": "random", "seed": 0}, "pruner": {"name": "none"}},
         "selection": {"top_k": 1}, "training": {"num_train_epochs": 1, "per_device_train_batch_size": 32}}))
     ctx = search_context(study)
-    objects = Objects()
-    ctx.trainer.add_callback(objects)
+    objects = Objects(ctx.trainer)
     rss: list[int] = []
     alive: list[list[bool]] = []
 
@@ -152,6 +186,7 @@ def test_memory_is_released_between_trials_and_stays_flat(mid_model: Path, tmp_p
 
     assert run_trials(ctx, on_trial=on_trial) == 10
     assert alive == [[False] * 4] * 10  # nothing of a trial outlives it
+    assert objects.left_at_build == [False] * 10
     # Weights plus AdamW's two moments: what one trial's model and optimizer take. Kept from every trial, they
     # would add that much per trial; after the first trials (allocator and caches warming up) growth stays
     # under two trials' worth over the last seven.

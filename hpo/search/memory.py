@@ -4,7 +4,8 @@ The stock Trainer keeps the last trial's model, optimizer, scheduler and data lo
 (`trainer.optimizer`, its callback handler, accelerate's lists) until the next trial has built its own
 model, so two trials' weights and optimizer states share the GPU at that moment; after a pruned or
 failed trial it releases nothing. Here every trial's objects are dropped when it ends, whatever the
-outcome, and again before the next model is built, then garbage is collected and the CUDA cache emptied.
+outcome, and again before the next model is built, then garbage is collected, the CUDA cache emptied and
+freed CPU memory given back to the system.
 
 A trial that runs out of memory ends as an ordinary FAIL with one line naming the batch size, stored as
 its `fail_reason` (what the progress line shows); the study goes on with the next trial.
@@ -12,6 +13,7 @@ its `fail_reason` (what the progress line shows); the study goes on with the nex
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import re
 import sys
@@ -77,10 +79,11 @@ logging.getLogger("optuna.study._optimize").addFilter(_quiet_out_of_memory)
 
 # -- releasing -------------------------------------------------------------------------------------------
 
-def release(trainer: Any, *, model: bool, collect: bool = True) -> None:
+def release(trainer: Any, *, model: bool, collect: bool = True) -> bool:
     """Drop what a trial built: optimizer, scheduler, data loaders and, with `model`, the model. If anything was
     held, and `collect`, collect garbage (accelerate wraps a model's forward in a reference cycle) and empty the
-    CUDA cache: accelerate's free_memory does both, and also clears its own lists of prepared objects."""
+    CUDA cache: accelerate's free_memory does both, and also clears its own lists of prepared objects.
+    Returns whether anything was held."""
     handler, accelerator = trainer.callback_handler, trainer.accelerator
     names = ["optimizer", "lr_scheduler"] + (["model", "model_wrapped"] if model else [])
     held = any(getattr(trainer, n, None) is not None for n in names)
@@ -88,7 +91,7 @@ def release(trainer: Any, *, model: bool, collect: bool = True) -> None:
     held |= any(getattr(accelerator, n, None) for n in ("_models", "_optimizers", "_schedulers", "_dataloaders"))
     held |= bool(getattr(trainer, "_eval_dataloaders", None))  # kept only with persistent workers
     if not held:
-        return
+        return False
     for holder in (trainer, handler):
         for name in names:
             if hasattr(holder, name):
@@ -98,6 +101,16 @@ def release(trainer: Any, *, model: bool, collect: bool = True) -> None:
         trainer._eval_dataloaders = {}
     if collect:
         accelerator.free_memory()  # a second or so with torch and transformers loaded: only when it frees something
+    return True
+
+
+def _trim_heap() -> None:
+    """Give freed CPU memory back to the system (glibc keeps it otherwise): resident memory then shows what is
+    really held between trials, and other processes on the machine get it back."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 # -- what a trial used -----------------------------------------------------------------------------------
@@ -139,7 +152,10 @@ def _in_use_and_peak() -> tuple[int | None, int | None]:
 def trial_started(trainer: Any, trial: Any) -> None:
     """Before a trial's model is built: free what the last one (or the Trainer's set-up) left, record the
     device and the memory already in use (flat across trials unless something leaks), reset the peak."""
-    release(trainer, model=True)
+    if not release(trainer, model=True) and getattr(trainer, "_hpo_uncollected", False):
+        trainer.accelerator.free_memory()
+    trainer._hpo_uncollected = False
+    _trim_heap()
     attrs = devices.trial_device()
     in_use, _ = _in_use_and_peak()
     if in_use is not None:
@@ -150,9 +166,13 @@ def trial_started(trainer: Any, trial: Any) -> None:
 
 
 def trial_ended(trainer: Any, trial: Any) -> None:
-    """After a trial, whatever its outcome: record precision and peak memory, then free its memory. The
-    model stays only when the Trainer still needs it (no objective yet: it evaluates once more), and is then
-    freed before the next trial's model is built (`trial_started`)."""
+    """After a trial, whatever its outcome: record precision and peak memory, drop its objects. The model stays
+    only when the Trainer still needs it (no objective yet: it evaluates once more); `trial_started` frees it.
+
+    A completed trial's objects are collected by the Trainer right after (run_hp_search_optuna). Those of a
+    trial that raised (pruned, failed) stay in a reference cycle with the exception (the frames of context
+    managers it went through hold it) until Optuna has recorded it: they are collected before the next
+    trial's model is built."""
     failed = sys.exc_info()[0] is not None
     _, peak = _in_use_and_peak()
     trial.set_user_attr("precision", devices.precision_of(trainer.args))
@@ -161,5 +181,5 @@ def trial_ended(trainer: Any, trial: Any) -> None:
     ran = getattr(trainer, "_train_batch_size", None)
     if trainer.args.auto_find_batch_size and ran and ran != trainer.args.per_device_train_batch_size:
         trial.set_user_attr("train_batch_size", ran)  # lowered by auto_find_batch_size until it fit
-    # A completed trial: the Trainer collects garbage right after (run_hp_search_optuna), once is enough.
-    release(trainer, model=failed or getattr(trainer, "objective", None) is not None, collect=failed)
+    release(trainer, model=failed or getattr(trainer, "objective", None) is not None, collect=False)
+    trainer._hpo_uncollected = failed
