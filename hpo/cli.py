@@ -1,7 +1,7 @@
 """The commands. Each parses its arguments, loads the study and calls one function; errors become one line.
 
-Exit codes: 0 ok, 1 unexpected, 2 bad input, 3 busy (another process holds the study), 4 Hub failure,
-130 interrupted. HPO_DEBUG=1 shows tracebacks.
+Exit codes: 0 ok, 1 unexpected or trials that keep failing (`search.max_failures`), 2 bad input, 3 busy
+(another process holds the study), 4 Hub failure, 130 interrupted. HPO_DEBUG=1 shows tracebacks.
 """
 
 from __future__ import annotations
@@ -167,17 +167,22 @@ def push(study_file: Path = StudyArg, output_dir: Optional[str] = OutputOpt) -> 
 
 @app.command()
 def predict(model: str = typer.Argument(..., help="Model folder or Hub repo id."),
-            data: Path = typer.Argument(..., help="csv/jsonl file, or a text file with one text per line."),
-            text_column: str = typer.Option("text", help="Column with the text."),
+            data: Path = typer.Argument(..., help="csv/jsonl/json file, or a text file with one text per line."),
+            text_column: list[str] = typer.Option(
+                ["text"], help="Column with the text; repeat it to join several columns into one text, as a "
+                               "study's text_column list does."),
+            text_separator: str = typer.Option(" ", help="Joins the columns of a repeated --text-column."),
             text_pair_column: Optional[str] = typer.Option(None, help="Column with the second text (pairs)."),
             label_column: Optional[str] = typer.Option(None, help="Column with gold labels: adds metrics."),
             out: Optional[Path] = typer.Option(None, help="Write predictions here (csv)."),
-            max_length: int = typer.Option(512, help="Tokens per text after truncation.")) -> None:
+            max_length: Optional[int] = typer.Option(
+                None, min=1, help="Tokens per text after truncation. Default: the length the model was trained "
+                                  "with (hpo saves it), else the tokenizer's maximum.")) -> None:
     """Predict labels for new data with a saved or pushed model; metrics when labels are given."""
     from hpo.predict import run_predict
 
-    summary = run_predict(model, data, text_column=text_column, text_pair_column=text_pair_column,
-                          label_column=label_column, out=out, max_length=max_length)
+    summary = run_predict(model, data, text_column=text_column, text_separator=text_separator,
+                          text_pair_column=text_pair_column, label_column=label_column, out=out, max_length=max_length)
     _out(json.dumps(summary, indent=2))
 
 

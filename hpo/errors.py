@@ -71,3 +71,9 @@ class DeviceError(HpoError):
     """A device option cannot be met on this machine (--device, --workers, a distributed launch)."""
 
     exit_code = 2
+
+
+class SearchError(HpoError):
+    """The search stopped: its trials keep failing with an error (the message quotes it)."""
+
+    exit_code = 1

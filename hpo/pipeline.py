@@ -159,7 +159,7 @@ def start_local_workers(study: "LoadedStudy", n: int,
 
 
 def study_lock(study: "LoadedStudy") -> Any:
-    """SQLite takes one process: refuse a second one at once, before any slow work."""
+    """SQLite takes one process: refuse a second one at once, before any slow work (the data check included)."""
     url = study.paths.storage_url
     return SqliteLock(url) if is_sqlite(url) else contextlib.nullcontext()
 
@@ -171,11 +171,11 @@ def run(study: "LoadedStudy", *, workers: int = 0, push: bool = True,
     procs: list[subprocess.Popen[bytes]] = []
     try:
         with study_lock(study):
-            storage = open_storage(study)
             progress.quiet_libraries()
             began = time.perf_counter()
-            splits = prepare(study)
+            splits = prepare(study)  # before the store: bad data leaves no new store behind
             timings = {"last_run_data_s": time.perf_counter() - began}
+            storage = open_storage(study)
             procs = start_local_workers(study, workers, worker_devices)
             began = time.perf_counter()
             search(study, splits, storage, sole_process=is_sqlite(study.paths.storage_url), timings=timings)
@@ -207,18 +207,18 @@ def run(study: "LoadedStudy", *, workers: int = 0, push: bool = True,
 def run_worker(study: "LoadedStudy", *, max_trials: int | None = None) -> int:
     """One worker: join the shared study and run trials; the coordinator finalizes."""
     with study_lock(study):
-        storage = open_storage(study)
         progress.quiet_libraries()
         splits = prepare(study)
+        storage = open_storage(study)
         return search(study, splits, storage, max_trials=max_trials, sole_process=is_sqlite(study.paths.storage_url),
                       wait_for_others=max_trials is None)
 
 
 def finalize_only(study: "LoadedStudy") -> dict[str, Any]:
     with study_lock(study):
-        storage = open_storage(study)
         progress.quiet_libraries()
         splits = prepare(study)
+        storage = open_storage(study)
         results = finalize(study, splits, storage)
         report(study, results, storage)
     return results

@@ -45,7 +45,7 @@ def _column(rows: list[dict[str, Any]], name: str, data: Path, option: str) -> l
     return ["" if r.get(name) is None else str(r[name]) for r in rows]
 
 
-def _load_pipeline(model: str, max_length: int) -> Any:
+def _load_pipeline(model: str, max_length: int | None) -> Any:
     import transformers
 
     from hpo.evaluation import make_pipeline
@@ -74,22 +74,27 @@ def _map_labels(gold: list[str], names: list[str]) -> list[str]:
     return gold  # unknown names stay: they count as errors and get their own row in the confusion matrix
 
 
-def run_predict(model: str, data: Path, *, text_column: str = "text", text_pair_column: str | None = None,
-                label_column: str | None = None, out: Path | None = None, max_length: int = 512) -> dict[str, Any]:
+def run_predict(model: str, data: Path, *, text_column: str | list[str] = "text", text_separator: str = " ",
+                text_pair_column: str | None = None, label_column: str | None = None, out: Path | None = None,
+                max_length: int | None = None) -> dict[str, Any]:
+    """Predict `data` with `model`. Several text columns are joined with `text_separator` (as a study's
+    text_column list is); `max_length` defaults to the length the model was trained with."""
     from hpo.evaluation import predict, score
 
     data = Path(data)
-    rows = read_rows(data, text_column=text_column)
+    columns = [text_column] if isinstance(text_column, str) else list(text_column)
+    rows = read_rows(data, text_column=columns[0])
     if not rows:
         raise DataError(f"{data}: no rows", hint="give a file with at least one text")
-    texts = _column(rows, text_column, data, "--text-column")
+    parts = [_column(rows, c, data, "--text-column") for c in columns]
+    texts = [text_separator.join(p for p in row if p.strip()) for row in zip(*parts)]
     pairs = _column(rows, text_pair_column, data, "--text-pair-column") if text_pair_column else None
     gold = _column(rows, label_column, data, "--label-column") if label_column else None
     pipe = _load_pipeline(model, max_length)
     predicted, scores = predict(pipe, texts, pairs)
     config = pipe.model.config
     names = [str(config.id2label[i]) for i in sorted(config.id2label)]
-    summary: dict[str, Any] = {"model": model, "data": str(data), "rows": len(rows),
+    summary: dict[str, Any] = {"model": model, "data": str(data), "rows": len(rows), "max_length": pipe.hpo_max_length,
                                "predicted": dict(collections.Counter(predicted).most_common())}
     if gold is not None:
         gold = _map_labels(gold, names)

@@ -22,7 +22,8 @@ def format_params(params: dict[str, Any]) -> str:
     return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
 
-def trial_line(study: "optuna.Study", trial: "optuna.trial.FrozenTrial", n_trials: int, metric: str) -> str:
+def trial_line(study: "optuna.Study", trial: "optuna.trial.FrozenTrial", n_trials: int, metric: str,
+               reason: str | None = None) -> str:
     from hpo.study.counts import count_trials
 
     state = trial.state.name
@@ -33,7 +34,7 @@ def trial_line(study: "optuna.Study", trial: "optuna.trial.FrozenTrial", n_trial
     if state == "PRUNED":
         value = f"pruned at {trial.user_attrs.get('progress', '?')}% of an epoch"
     elif state == "FAIL":
-        value = str(trial.system_attrs.get("fail_reason", "failed")).splitlines()[0][:120]
+        value = str(reason or trial.system_attrs.get("fail_reason", "failed")).splitlines()[0][:120]
     try:
         if len(study.directions) > 1:
             best_text = f"Pareto front: {', '.join(f'#{t.number}' for t in study.best_trials) or 'empty'}"
@@ -51,8 +52,8 @@ def trial_line(study: "optuna.Study", trial: "optuna.trial.FrozenTrial", n_trial
 
 
 def trial_reporter(n_trials: int, metric: str) -> Any:
-    def report(study: "optuna.Study", trial: "optuna.trial.FrozenTrial") -> None:
-        console.print(trial_line(study, trial, n_trials, metric))
+    def report(study: "optuna.Study", trial: "optuna.trial.FrozenTrial", reason: str | None = None) -> None:
+        console.print(trial_line(study, trial, n_trials, metric, reason))
         sys.stderr.flush()
     return report
 

@@ -151,6 +151,11 @@ def single_class(c: Case) -> None:
     c.write_csv("data/test.csv", [(r["sentence"], "positive") for r in sst2_rows("test", 8)])
 
 
+def int_labels(c: Case) -> None:
+    for split, n in (("train", 40), ("validation", 16), ("test", 16)):
+        c.write_csv(f"data/{split}.csv", [(r["sentence"], int(r["label"])) for r in sst2_rows(split, n)])
+
+
 def too_few_rows_to_carve(c: Case) -> None:
     c.write_csv("data/train.csv", [("good", "positive"), ("bad", "negative")])
     c.drop("dataset.validation")
@@ -279,6 +284,16 @@ CASES: list[tuple[str, Callable[[Case], None], str, tuple[str, ...]]] = [
     ("too-few-rows-to-carve", too_few_rows_to_carve, "dataset.", D),
     ("negative-int-label", csv_rows("data/train.csv", [("good", 1), ("bad", 0), ("unlabelled", -1)]),
      "dataset.sentiment", D),
+    ("named-class-without-rows", both(int_labels, setting("dataset.label_names", ["negative", "positive", "neutral"])),
+     "dataset.label_names: class 'neutral' (label 2) has no training row", D),
+    ("label-without-name", both(int_labels, setting("dataset.label_names", {0: "negative"})),
+     "dataset.label_names: label 1 has no name", D),
+    ("label-names-twice", setting("dataset.label_names", ["same", "same"]), "dataset.label_names: label_names gives", V),
+    ("label-names-not-names", setting("dataset.label_names", "negative"), "dataset.label_names", V),
+    ("joined-text-missing-column", setting("dataset.text_column", ["review", "summary"]),
+     "dataset.text_column: the train split has no column 'summary'", D),
+    ("label-is-a-text-column", setting("dataset.text_column", ["review", "sentiment"]),
+     "dataset.label_column: column 'sentiment' is both the label and a text column", V),
 ]
 
 
@@ -302,9 +317,12 @@ def test_bad_input_gives_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Capt
     assert "(" in lines[0] or ";" in lines[0], f"no fix offered: {lines[0]}"  # hint in parentheses or after ';'
 
 
-def test_the_table_is_large_and_distinct() -> None:
-    ids = [c[0] for c in CASES]
-    assert len(ids) == len(set(ids)) >= 40
+def test_the_unbroken_study_is_valid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every case above breaks this study in one place: untouched, it passes `validate --data`."""
+    study = Case(tmp_path).write()
+    assert main(["validate", "--data", str(study)]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert f"{study}: data ok" in out and '"labels": ["negative", "positive"]' in out
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads a mode-000 file; unreadability is covered by "
@@ -338,20 +356,55 @@ def test_unreachable_storage_is_exit_2_naming_the_study(tmp_path: Path, capsys: 
     assert "s3cretPW" not in err and "***" in err
 
 
-def test_bad_data_fails_before_any_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """`hpo run` checks the rows before it opens the store or builds a model."""
+def _files(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob("*")}
+
+
+def test_bad_data_fails_before_any_training_and_leaves_nothing(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """`hpo run` checks the rows before it creates the store, its lock or the output folder."""
     case = Case(tmp_path)
     unseen_label_in_test(case)
     study = case.write()
+    before = _files(tmp_path)
     assert main(["run", str(study)]) == 2
     err = capsys.readouterr().err
     assert err.strip().splitlines()[-1].startswith(f"error: {study}: dataset.test: labels in test")
-    if (tmp_path / "bad.db").exists():  # the store may be opened first (to fail fast), but holds no trial
-        import optuna
+    assert _files(tmp_path) == before  # no bad.db, bad.db.lock or runs/bad
+    case.set("storage", f"sqlite:///{tmp_path / 'store' / 'nested' / 'bad.db'}")  # its folders go too
+    study.unlink()
+    case.write()
+    assert main(["run", str(study)]) == 2
+    assert _files(tmp_path) == before
 
-        summaries = optuna.get_all_study_summaries(f"sqlite:///{tmp_path / 'bad.db'}")
-        assert all(s.n_trials == 0 for s in summaries)
-    assert not (tmp_path / "runs" / "bad" / "trials").exists()
+
+def test_a_failed_run_keeps_an_existing_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import optuna
+
+    case = Case(tmp_path)
+    unseen_label_in_test(case)
+    study = case.write()
+    url = f"sqlite:///{tmp_path / 'bad.db'}"
+    optuna.create_study(study_name="bad", storage=url).enqueue_trial({"learning_rate": 1e-4})
+    assert main(["run", str(study)]) == 2
+    assert "labels in test" in capsys.readouterr().err
+    assert len(optuna.load_study(study_name="bad", storage=url).trials) == 1
+    assert not (tmp_path / "bad.db.lock").exists()
+
+
+def test_a_second_process_is_refused_before_the_data_is_read(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """The SQLite lock comes first: a busy study answers exit 3 at once, whatever its data."""
+    from hpo.study.storage import SqliteLock
+
+    case = Case(tmp_path)
+    unseen_label_in_test(case)
+    study = case.write()
+    with SqliteLock(f"sqlite:///{tmp_path / 'bad.db'}"):
+        assert main(["run", str(study)]) == 3
+        assert "another hpo process is using the SQLite study" in capsys.readouterr().err
+        assert (tmp_path / "bad.db.lock").exists()
+    assert not (tmp_path / "bad.db.lock").exists() and not (tmp_path / "bad.db").exists()
 
 
 def test_as_a_user_runs_it(tmp_path: Path) -> None:

@@ -137,6 +137,28 @@ def test_push_errors_are_one_line(published: Any, tmp_path: Path) -> None:
     assert r.returncode == 2 and "no final model" in r.stderr and "hpo run" in r.stderr, r.stderr
 
 
+def test_a_finished_study_is_pushed_later(published: Any, tmp_path: Path) -> None:
+    """A study that ran without a hub section (or with --no-push): add one, then `hpo push` publishes what is on
+    disk, with the card rebuilt for the new repo."""
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(published["out"], out, ignore=shutil.ignore_patterns("trials", "cache", "scratch"))
+    doc = yaml.safe_load(published["study"].read_text())
+    doc["dataset"].update({k: str(published["base"] / doc["dataset"][k]) for k in ("train", "validation", "test")})
+    doc.update(output_dir=str(out), hub={"repo_id": "user/later"})
+    study = tmp_path / "later.yaml"
+    study.write_text(yaml.safe_dump(doc, sort_keys=False))
+    r = run_cli("push", str(study), env=hub_env(published["hub"], tmp_path / "hf"))
+    published["captured"].append(r)
+    assert r.returncode == 0 and "/user/later" in r.stdout, r.stderr[-2000:]
+    tree = published["base"] / "hub" / "user" / "later" / "tree" / "main"
+    assert (tree / "model.safetensors").is_file() and (tree / "report" / "report.html").is_file()
+    card = (tree / "README.md").read_text()
+    assert 'model="user/later"' in card and "user/tiny-sst2" not in card
+    assert json.loads((out / "results.json").read_text())["hub"]["repo_id"] == "user/later"
+
+
 def test_token_is_nowhere(published: Any) -> None:
     """Last in the module: every file written and every captured stream, searched for the token."""
     roots = [published["base"]]

@@ -118,8 +118,10 @@ def test_a_stop_just_after_optuna_creates_the_trial_fails_it(search_ctx: Any,
     ctrl_c_after(monkeypatch, optuna.Study, "ask")
     with pytest.raises(KeyboardInterrupt):
         run_trials(search_ctx)
-    states = [t.state.name for t in search_ctx.optuna_study.get_trials()]
-    assert states == ["FAIL"]  # not RUNNING: a resumed run needs no clean-up and counts it right
+    trials = search_ctx.optuna_study.get_trials()
+    # not RUNNING: a resumed run needs no clean-up and counts it right; queued to run again
+    assert [t.state.name for t in trials] == ["FAIL", "WAITING"]
+    assert trials[1].user_attrs["retry_of"] == 0
 
 
 def test_a_stop_while_optuna_records_the_result_keeps_the_trial(search_ctx: Any,

@@ -75,17 +75,18 @@ def test_a_trial_out_of_memory_fails_with_one_line_and_the_next_runs(make_study:
     objects = Objects(ctx.trainer)
     ctx.trainer.add_callback(OutOfMemoryAt(32, error=error))
     enqueue_initial(ctx)
-    lines, alive_after = [], []
+    lines, reasons, alive_after = [], [], []
 
-    def on_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        lines.append(progress.trial_line(study, trial, 2, "accuracy"))
+    def on_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str | None = None) -> None:
+        lines.append(progress.trial_line(study, trial, 2, "accuracy", reason))
+        reasons.append(reason)
         alive_after.append(objects.alive(len(alive_after)))
 
     assert run_trials(ctx, max_trials=2, on_trial=on_trial) == 2
     failed, done = ctx.optuna_study.get_trials()
     assert failed.state == optuna.trial.TrialState.FAIL and failed.params["per_device_train_batch_size"] == 32
     assert failed.system_attrs["fail_reason"] == OOM_LINE  # what the progress line and the failure bound read
-    assert OOM_LINE in lines[0]
+    assert reasons == [OOM_LINE, None] and OOM_LINE in lines[0]  # the line, and what search.max_failures counts
     assert done.state == optuna.trial.TrialState.COMPLETE and done.params["per_device_train_batch_size"] == 16
     assert alive_after == [[False] * 4, [False] * 4]  # the failed trial's model and optimizer too
     assert objects.left_at_build == [False, False]
@@ -180,7 +181,7 @@ def test_memory_is_released_between_trials_and_stays_flat(mid_model: Path, tmp_p
     rss: list[int] = []
     alive: list[list[bool]] = []
 
-    def on_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    def on_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str | None = None) -> None:
         rss.append(memory.rss_bytes())
         alive.append(objects.alive(trial.number))
 

@@ -90,3 +90,49 @@ def test_predictions_come_back_in_input_order(named_model: Path) -> None:
     one_by_one = [predict(pipe, [t]) for t in texts]
     assert batched[0] == [labels[0] for labels, _ in one_by_one]
     assert batched[1] == pytest.approx([scores[0] for _, scores in one_by_one], abs=1e-5)
+
+
+def test_max_length_defaults_to_the_trained_length(named_model: Path, tmp_path: Path) -> None:
+    """hpo saves the study's max_length as the tokenizer's model_max_length; predict truncates there."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    trained = tmp_path / "trained"
+    shutil.copytree(named_model, trained)
+    tokenizer = AutoTokenizer.from_pretrained(trained)
+    tokenizer.model_max_length = 16
+    tokenizer.save_pretrained(trained)
+    data = write_csv(tmp_path / "d.csv", sst2_rows("validation", 20), {"0": "negative", "1": "positive"})
+    default = run_predict(str(trained), data, text_column="sentence", out=tmp_path / "a.csv")
+    explicit = run_predict(str(trained), data, text_column="sentence", out=tmp_path / "b.csv", max_length=16)
+    assert default["max_length"] == 16
+    assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
+    # a model without a saved length: the tokenizer's own limit (capped at 512 when it has none)
+    assert run_predict(str(named_model), data, text_column="sentence")["max_length"] == 512
+    r = run_cli("predict", str(trained), str(data), "--text-column", "sentence")
+    assert r.returncode == 0 and json.loads(r.stdout)["max_length"] == 16, r.stderr[-2000:]
+
+
+def test_several_text_columns_are_joined(named_model: Path, tmp_path: Path) -> None:
+    rows = sst2_rows("validation", 12)
+    split = tmp_path / "split.csv"
+    with open(split, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["title", "body", "gold"])
+        w.writerows([" ".join(r["sentence"].split()[:3]), " ".join(r["sentence"].split()[3:]), r["label"]]
+                    for r in rows)
+    joined = tmp_path / "joined.csv"
+    with open(split, newline="") as fh, open(joined, "w", newline="") as out:
+        w = csv.writer(out)
+        w.writerow(["text", "gold"])
+        w.writerows([" | ".join(p for p in (r["title"], r["body"]) if p), r["gold"]] for r in csv.DictReader(fh))
+    r = run_cli("predict", str(named_model), str(split), "--text-column", "title", "--text-column", "body",
+                "--text-separator", " | ", "--label-column", "gold", "--out", str(tmp_path / "a.csv"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    whole = run_predict(str(named_model), joined, label_column="gold", out=tmp_path / "b.csv")
+    assert json.loads(r.stdout)["metrics"] == whole["metrics"]
+    assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
+    assert " | " in (tmp_path / "a.csv").read_text()
+    with pytest.raises(DataError, match="no column 'summary'"):
+        run_predict(str(named_model), split, text_column=["title", "summary"])

@@ -138,3 +138,22 @@ def test_several_base_models_get_one_row_each(make_study: Any, tiny_model: Path,
     rows = [line for line in table.splitlines() if line.startswith("| ")][2:]  # after header and alignment
     size = f"| {parameter_count(tiny_model)} |"
     assert len(rows) == 2 and "(chosen)" in rows[1] and "(chosen)" not in rows[0] and size in rows[0]
+
+
+def test_card_names_the_training_data_set(reported: Any, make_study: Any) -> None:
+    """`datasets:` holds the Hub id of the data: a Hub source, or files and bbc_news that name one."""
+    _, results, _ = reported
+
+    def meta(**dataset: Any) -> dict[str, Any]:
+        loaded = load_study(make_study(dataset=dataset, hub={"repo_id": "user/tiny-sst2"}))
+        return check_card(build_card(loaded, results))
+
+    files = {"train": "data/train.csv", "test": "data/test.csv", "text_column": "review", "label_column": "sentiment"}
+    assert "datasets" not in meta(**files)  # local files with no Hub id: the card's Training data names them
+    named = meta(**files, name="stanfordnlp/sst2")
+    assert named["datasets"] == ["stanfordnlp/sst2"]
+    assert named["model-index"][0]["results"][0]["dataset"]["type"] == "stanfordnlp/sst2"
+    hub = meta(source="hub", name="glue", config="sst2")
+    assert hub["datasets"] == ["glue"] and hub["model-index"][0]["results"][0]["dataset"]["config"] == "sst2"
+    assert meta(source="bbc_news", name="SetFit/bbc-news")["datasets"] == ["SetFit/bbc-news"]
+    assert "datasets" not in meta(source="bbc_news")

@@ -1,4 +1,5 @@
-"""Random study documents through the whole loader: it accepts them or raises an `HpoError`, nothing else."""
+"""Random study documents through the whole loader: it accepts them or raises an `HpoError`, nothing else;
+and mutations known to make the study invalid are refused with a `SpecError` that names the broken key."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hpo.errors import HpoError
+from hpo.errors import HpoError, SpecError
 from hpo.spec.loader import load_study, parse_yaml
 
 FOLDER = Path(tempfile.mkdtemp(prefix="hpo-fuzz-"))
@@ -94,6 +95,81 @@ def test_random_yaml_text(text: str) -> None:
     except HpoError:
         return
     assert isinstance(doc, dict)
+
+
+def _set(doc: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, last = dotted.split(".")
+    for p in parents:
+        doc = doc[p]
+    doc[last] = value
+
+
+NOT_A_FIELD = st.from_regex(r"[a-z][a-z_]{0,14}", fullmatch=True)
+# (key path the error must name, values that are invalid there), each known to break the study on its own
+BREAKERS: list[tuple[str, st.SearchStrategy[Any]]] = [
+    ("name", st.text(min_size=1, max_size=12).filter(lambda t: any(c in t for c in " /\\:*?")) | st.just("")),
+    ("model", st.just("") | st.just([]) | st.integers()),
+    ("search.n_trials", st.integers(max_value=0) | st.integers(min_value=100_001)
+     | st.from_regex(r"[a-z]{1,5}", fullmatch=True)),
+    ("search.timeout", st.floats(max_value=0) | st.just(float("inf"))),
+    ("search.sampler.name", st.text(max_size=10).filter(lambda t: t not in ("tpe", "random", "cmaes", "gp", "grid",
+                                                                               "nsga2"))),
+    ("search.pruner.percentile", st.floats(min_value=100, exclude_min=True, allow_infinity=False)),
+    ("objective.direction", st.text(max_size=10).filter(lambda t: t not in ("maximize", "minimize"))),
+    ("dataset.max_length", st.integers(max_value=7) | st.integers(min_value=8193)),
+    ("dataset.validation_fraction", st.floats(max_value=0) | st.floats(min_value=1)),
+    ("dataset.text_column", st.just([]) | st.lists(st.sampled_from(["a", "b"]), min_size=2).filter(
+        lambda cols: len(set(cols)) < len(cols)) | st.just("label")),
+    ("dataset.label_names", st.lists(st.sampled_from(["x", "y"]), min_size=3) | st.integers()),
+    ("search.space.learning_rate", st.floats(min_value=2e-3, max_value=1e3)),  # low above high
+    ("hub.repo_id", st.text(max_size=20).filter(lambda t: "/" not in t)),
+    ("final.strategy", st.text(max_size=10).filter(lambda t: t not in ("reuse", "retrain"))),
+]
+SECTIONS = ["", "dataset", "search", "search.sampler", "search.pruner", "objective", "final", "hub"]
+
+
+@SETTINGS
+@given(data=st.data())
+def test_invalid_mutations_are_refused_naming_the_key(data: st.DataObject) -> None:
+    doc = copy.deepcopy(VALID)
+    if data.draw(st.booleans()):
+        key, values = data.draw(st.sampled_from(BREAKERS))
+        value = data.draw(values)
+        if key == "search.space.learning_rate":
+            _set(doc, "search.space.learning_rate.low", value)
+        else:
+            _set(doc, key, value)
+        if key == "dataset.text_column" and value == "label":
+            key = "dataset.label_column"  # the label column also named as the text
+    else:  # an unknown key in any section, or a training key that is no TrainingArguments field
+        section = data.draw(st.sampled_from([*SECTIONS, "training"]))
+        name = data.draw(NOT_A_FIELD)
+        node = doc
+        for part in filter(None, section.split(".")):
+            node = node[part]
+        assume_unknown = name not in node and name not in _fields(section)
+        if not assume_unknown:
+            return
+        node[name] = 1
+        key = f"{section}.{name}".lstrip(".")
+    path = FOLDER / "study.yaml"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True))
+    try:
+        load_study(path)
+    except SpecError as e:
+        line = e.one_line()
+        assert line.startswith(f"{path}: {key}:") or line.startswith(f"{path}: {key} "), (key, line)
+    else:
+        raise AssertionError(f"accepted an invalid {key}: {doc}")
+
+
+def _fields(section: str) -> set[str]:
+    from hpo.spec.checks import _model_at, training_fields
+
+    if section == "training":
+        return set(training_fields())
+    model = _model_at(tuple(filter(None, section.split("."))))
+    return set(model.model_fields)
 
 
 def test_the_valid_study_loads() -> None:

@@ -84,6 +84,37 @@ def test_sqlite_lock_refuses_a_second_process(tmp_path: Path) -> None:
         assert e.value.exit_code == 3 and "PostgreSQL" in e.value.one_line()
 
 
+def test_sqlite_lock_file_goes_on_exit_and_a_removed_file_is_not_trusted(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lock file is removed on exit; a process that opened it just before holds a lock on a file nobody
+    else can see, so it must notice and lock the file at the path instead."""
+    import builtins
+
+    from hpo.study import storage
+
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    lock = SqliteLock(url)
+    with lock:
+        assert lock.path is not None and lock.path.exists()
+    assert not lock.path.exists()
+    opened = []
+
+    def open_removed_first(path: Any, mode: str = "r") -> Any:
+        fh = builtins.open(path, mode)
+        if not opened:  # the first open gets the file of a holder that has just exited
+            Path(path).unlink()
+        opened.append(fh)
+        return fh
+
+    monkeypatch.setattr(storage, "open", open_removed_first, raising=False)
+    with SqliteLock(url):
+        assert len(opened) == 2 and lock.path.exists()
+        monkeypatch.undo()
+        with pytest.raises(ConcurrencyError):  # the file at the path is the one held
+            with SqliteLock(url):
+                pass
+
+
 def test_redact_hides_the_password(pg_url: str) -> None:
     assert PASSWORD in pg_url
     shown = redact(pg_url)

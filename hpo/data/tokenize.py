@@ -31,9 +31,14 @@ def cache_key(splits: "Splits", tokenizer: Any, max_length: int) -> str:
 
 def tokenize_splits(splits: "Splits", tokenizer: Any, *, max_length: int,
                     cache_dir: Path) -> "datasets.DatasetDict":
-    """train and validation as input_ids/attention_mask/labels/length, unpadded (padding is per batch)."""
+    """train and validation as input_ids/attention_mask/labels/length, unpadded (padding is per batch).
+
+    Also sets the tokenizer's model_max_length to `max_length`: every model saved with this tokenizer then
+    carries the length it was trained on (`hpo predict` and `truncation=True` pipelines truncate there).
+    """
     import datasets
 
+    tokenizer.model_max_length = max_length
     folder = cache_dir / f"tokenized-{cache_key(splits, tokenizer, max_length)}"
     if (folder / "dataset_dict.json").is_file():
         return datasets.load_from_disk(str(folder))

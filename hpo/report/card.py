@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from hpo.report import markdown, sections
-from hpo.spec.schema import REPO_ID_RE
+from hpo.spec.schema import NAME_RE, REPO_ID_RE
 
 TAGS = ["text-classification", "optuna", "hyperparameter-search", "hpo"]
 
@@ -20,8 +20,11 @@ def _hub_id(name: str | None) -> str | None:
 
 
 def dataset_id(spec: Any) -> str | None:
-    d = spec.dataset
-    return d.name if d.source == "hub" and d.name else None
+    """The Hub id of the training data: where source hub loads it from, or what files/bbc_news name it."""
+    name = spec.dataset.name
+    if not name or Path(name).expanduser().exists():
+        return None
+    return name if REPO_ID_RE.match(name) or NAME_RE.match(name) else None  # 'user/data' or a canonical 'glue'
 
 
 def card_data(results: dict[str, Any], spec: Any) -> Any:

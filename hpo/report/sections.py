@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Any, Sequence
 
 from hpo.report.blocks import Block, Bullets, Code, Heading, Image, Para, Table, duration, fmt, seconds
@@ -43,11 +44,16 @@ def how_to_use(model_ref: str, spec: Any) -> list[Block]:
     pair = spec.dataset.text_pair_column
     call = ('classifier({"text": "first sentence", "text_pair": "second sentence"})' if pair
             else 'classifier(["a sentence to classify", "another one"])')
-    return [Heading(2, "How to use"), Code(
+    columns = spec.dataset.text_columns
+    joined = ([Para(f"It was trained on {', '.join(f'`{c}`' for c in columns)} joined into one text with "
+                    f"`{spec.dataset.text_separator!r}`: join them the same way.")] if len(columns) > 1 else [])
+    return [Heading(2, "How to use"), *joined, Code(
         f'from transformers import pipeline\n\nclassifier = pipeline("text-classification", model="{model_ref}")\n'
         f"print({call})", "python"),
         Para("Or score a labelled file from the command line (predictions with scores, metrics, confusion matrix):"),
-        Code(f"hpo predict {model_ref} new.csv --text-column {spec.dataset.text_column}"
+        Code(f"hpo predict {model_ref} new.csv " + " ".join(f"--text-column {shlex.quote(c)}" for c in columns)
+             + (f" --text-separator {shlex.quote(spec.dataset.text_separator)}"
+                if len(columns) > 1 and spec.dataset.text_separator != " " else "")
              + (f" --text-pair-column {pair}" if pair else "")
              + f" --label-column {spec.dataset.label_column} --out predictions.csv", "bash")]
 

@@ -14,7 +14,6 @@ its `fail_reason` (what the progress line shows); the study goes on with the nex
 from __future__ import annotations
 
 import ctypes
-import logging
 import re
 import sys
 from pathlib import Path
@@ -67,14 +66,6 @@ def fail_on_out_of_memory(trainer: Any, trial: Any, train: Callable[[], T]) -> T
     trial.set_user_attr("fail_reason", reason)  # system attrs are not shown by optuna-dashboard
     release(trainer, model=True)
     raise TrialOutOfMemory(reason)
-
-
-def _quiet_out_of_memory(record: logging.LogRecord) -> bool:
-    """Optuna logs a failed trial with its traceback; for memory the progress line says it all."""
-    return not (record.exc_info and isinstance(record.exc_info[1], TrialOutOfMemory))
-
-
-logging.getLogger("optuna.study._optimize").addFilter(_quiet_out_of_memory)
 
 
 # -- releasing -------------------------------------------------------------------------------------------

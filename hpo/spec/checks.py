@@ -177,6 +177,20 @@ def check_dataset_source(study: "LoadedStudy") -> None:
                         file=f, path="dataset.source", hint="set source: files or drop the file paths")
 
 
+def check_dataset_columns(study: "LoadedStudy") -> None:
+    """A column plays one role: text, second text or label; the BBC News corpus has one text column."""
+    d, f = study.spec.dataset, study.file
+    if d.label_column in d.text_columns or d.label_column == d.text_pair_column:
+        raise SpecError(f"column {d.label_column!r} is both the label and a text column", file=f,
+                        path="dataset.label_column", hint="name the label column and the text columns apart")
+    if d.text_pair_column in d.text_columns:
+        raise SpecError(f"column {d.text_pair_column!r} is both the first and the second text", file=f,
+                        path="dataset.text_pair_column", hint="name another column, or drop text_pair_column")
+    if d.source == "bbc_news" and len(d.text_columns) > 1:
+        raise SpecError("the BBC News corpus has one text per article", file=f, path="dataset.text_column",
+                        hint="give one name (it names the corpus' text column)")
+
+
 def check_objective(study: "LoadedStudy") -> None:
     """The metric is a shipped one, 'loss', or a path to an evaluate module."""
     m = study.spec.objective.metric
@@ -317,8 +331,8 @@ def check_training_combination(study: "LoadedStudy") -> None:
                         path="training", hint="change the fields it names") from None
 
 
-ALL_CHECKS = (check_dataset_source, check_objective, check_sampler_fits_space, check_enqueued_in_space,
-              check_multi_objective, check_pick_rule, check_warm_start, check_storage_url,
+ALL_CHECKS = (check_dataset_source, check_dataset_columns, check_objective, check_sampler_fits_space,
+              check_enqueued_in_space, check_multi_objective, check_pick_rule, check_warm_start, check_storage_url,
               check_model_exists, check_output_dir, check_training_keys, check_int_fields_get_ints,
               check_training_combination)
 

@@ -70,7 +70,9 @@ Param = Annotated[Union[FloatParam, IntParam, CategoricalParam], Field(discrimin
 class SamplerSpec(Strict):
     name: Literal["tpe", "random", "cmaes", "gp", "grid", "nsga2"] = Field(
         "tpe", description="Optuna sampler.")
-    seed: int | None = Field(0, description="Sampler seed, for repeatable studies.")
+    seed: int | None = Field(0, description="Sampler seed, for repeatable studies: each trial draws with a "
+                                            "seed from it and the trial's position, so a resumed study runs "
+                                            "what one uninterrupted run would have run.")
     n_startup_trials: int | None = Field(
         None, ge=0, description="Random trials before the model-based sampler takes over (tpe, cmaes, gp).")
 
@@ -101,13 +103,22 @@ class DatasetSpec(Strict):
     train: str | None = Field(None, description="files: path of the training split (relative to the study file).")
     validation: str | None = Field(None, description="files: validation split; carved from train if absent.")
     test: str | None = Field(None, description="files: the unseen test split; carved from train if absent.")
-    name: str | None = Field(None, description="hub: data set id, e.g. 'glue'.")
+    name: str | None = Field(None, description="hub: data set id, e.g. 'glue'. files, bbc_news: optional Hub id of "
+                                               "the same data, named in the model card's datasets metadata.")
     config: str | None = Field(None, description="hub: data set configuration, e.g. 'sst2'.")
-    text_column: str = Field("text", description="Column with the (first) text.")
-    text_pair_column: str | None = Field(None, description="Column with the second text, for sentence pairs.")
-    label_column: str = Field("label", description="Column with the labels (strings or integers).")
-    label_names: list[str] | None = Field(
-        None, description="Names for integer labels 0..n-1 (kept as id2label in the model).")
+    text_column: Union[str, list[str]] = Field(
+        "text", description="Column with the (first) text; a list of columns (e.g. [title, description]) is "
+                            "joined into one text with text_separator.")
+    text_separator: str = Field(" ", description="Joins the columns of a text_column list (empty ones are skipped).")
+    text_pair_column: str | None = Field(
+        None, description="Column with the second text, for sentence pairs: each example is the pair (text_column, "
+                          "text_pair_column), tokenized as one input with a separator token between them.")
+    label_column: str = Field("label", description="Column with the labels (strings or integers); the classes are "
+                                                   "the values present in train.")
+    label_names: Union[list[str], dict[Union[int, str], str], None] = Field(
+        None, description="Names for the labels, kept as id2label in the model: a list names integer labels "
+                          "0..n-1; a mapping names any values, e.g. {1: World, 2: Sports}. Every named class "
+                          "needs training rows.")
     max_length: int = Field(128, ge=8, le=8192, description="Tokens per example after truncation.")
     train_samples: int | None = Field(None, ge=1, description="Sub-sample train to this many rows (seeded).")
     validation_samples: int | None = Field(None, ge=1, description="Sub-sample validation (seeded).")
@@ -115,6 +126,45 @@ class DatasetSpec(Strict):
     validation_fraction: float = Field(0.1, gt=0, lt=1, description="Share of train carved out as validation.")
     test_fraction: float = Field(0.2, gt=0, lt=1, description="Share of train carved out as test.")
     seed: int = Field(0, description="Seed for sub-sampling and carving splits.")
+
+    @field_validator("text_column", mode="before")
+    @classmethod
+    def _text_column(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            if not v or not all(isinstance(c, str) and c.strip() for c in v):
+                raise ValueError("a list of text columns needs one or more column names (strings); "
+                                 "e.g. [title, description]")
+            if len(set(v)) != len(v):
+                raise ValueError("text_column lists the same column twice; list each once")
+        return v
+
+    @field_validator("label_names", mode="before")
+    @classmethod
+    def _label_names(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        if isinstance(v, dict):
+            names = list(v.values())
+            if any(isinstance(k, (bool, float)) or not isinstance(k, (int, str)) for k in v) or \
+                    len({type(k) for k in v}) > 1:
+                raise ValueError("label_names keys are the label values, all integers or all strings; "
+                                 "e.g. {1: World, 2: Sports}")
+        elif isinstance(v, list):
+            names = v
+        else:
+            raise ValueError("label_names is a list of names for labels 0..n-1 or a mapping from label values "
+                             "to names; e.g. {1: World, 2: Sports}")
+        if not names or not all(isinstance(n, str) and n.strip() for n in names):
+            raise ValueError("label_names needs one or more names; give each class a non-empty string")
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"label_names gives two classes the name {twice[0]!r}; give each class its own name")
+        return v
+
+    @property
+    def text_columns(self) -> list[str]:
+        """The columns joined into the (first) text: text_column as a list."""
+        return [self.text_column] if isinstance(self.text_column, str) else list(self.text_column)
 
 
 # -- the rest ---------------------------------------------------------------------------------------
@@ -164,6 +214,10 @@ class SearchSpec(Strict):
     warm_start: WarmStartSpec | None = Field(
         None, description="Enqueue the best trials of another study (any storage) into a new study.")
     max_retries: int = Field(2, ge=0, description="Times a trial whose worker died is retried.")
+    max_failures: int | None = Field(
+        5, ge=1, description="Trials in a row that fail with an error (none finishing in between) after which a "
+                             "process stops the search with exit code 1 and the error. Trials stopped by Ctrl-C, "
+                             "SIGTERM or a dead worker do not count. null: never stop.")
     heartbeat_interval: int = Field(10, ge=1, description="Seconds between trial heartbeats (RDB storages).")
     grace_period: int | None = Field(None, ge=1, description="Seconds without heartbeat before a trial is "
                                                               "stale (default 3 x heartbeat_interval).")

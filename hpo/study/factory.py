@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
     from hpo.spec import LoadedStudy
     from hpo.spec.schema import PrunerSpec, SamplerSpec, SearchSpec
+    from hpo.study.seeding import TrialSeeded
 
 
 def study_names(study: "LoadedStudy") -> dict[str, str]:
@@ -22,22 +23,30 @@ def study_names(study: "LoadedStudy") -> dict[str, str]:
     return {m: f"{study.spec.name}--{m.rstrip('/').replace('/', '_')}" for m in models}
 
 
-def make_sampler(spec: "SamplerSpec", search: "SearchSpec") -> "optuna.samplers.BaseSampler":
+def make_sampler(spec: "SamplerSpec", search: "SearchSpec") -> "TrialSeeded":
+    """The study's sampler, seeded anew for each trial from the study seed and the trial's position (see
+    `hpo.study.seeding`), so a resumed study draws what one uninterrupted run would have drawn."""
+    from hpo.study.seeding import TrialSeeded
+
+    return TrialSeeded(lambda seed: optuna_sampler(spec, search, seed), spec.seed, per_trial=spec.name != "grid")
+
+
+def optuna_sampler(spec: "SamplerSpec", search: "SearchSpec", seed: int | None) -> "optuna.samplers.BaseSampler":
     import optuna
 
     s = optuna.samplers
     startup = {} if spec.n_startup_trials is None else {"n_startup_trials": spec.n_startup_trials}
     if spec.name == "tpe":
-        return s.TPESampler(seed=spec.seed, **startup)
+        return s.TPESampler(seed=seed, **startup)
     if spec.name == "random":
-        return s.RandomSampler(seed=spec.seed)
+        return s.RandomSampler(seed=seed)
     if spec.name == "cmaes":
-        return s.CmaEsSampler(seed=spec.seed, **startup)
+        return s.CmaEsSampler(seed=seed, **startup)
     if spec.name == "gp":
-        return s.GPSampler(seed=spec.seed, **startup)
+        return s.GPSampler(seed=seed, **startup)
     if spec.name == "nsga2":
-        return s.NSGAIISampler(seed=spec.seed)
-    return s.GridSampler(grid_values(search), seed=spec.seed)
+        return s.NSGAIISampler(seed=seed)
+    return s.GridSampler(grid_values(search), seed=seed)
 
 
 def grid_values(search: "SearchSpec") -> dict[str, list[Any]]:
@@ -128,22 +137,7 @@ def study_kwargs(study: "LoadedStudy", model: str, storage: Any) -> dict[str, An
     """What `Trainer.hyperparameter_search` passes on to `optuna.create_study`."""
     search = study.spec.search
     return {"storage": storage, "study_name": study_names(study)[model], "load_if_exists": True,
-            "sampler": make_sampler(_worker_seeded(search.sampler, study), search),
-            "pruner": make_pruner(resolved_pruner(study))}
-
-
-def _worker_seeded(spec: "SamplerSpec", study: "LoadedStudy") -> "SamplerSpec":
-    """On a shared store each worker derives its own seed from the study's: with one seed, workers started
-    together would all suggest the same parameters. SQLite has one process, so its runs stay reproducible."""
-    import hashlib
-
-    from hpo.study.storage import is_sqlite
-    from hpo.study.workers import worker_id
-
-    if spec.seed is None or is_sqlite(study.paths.storage_url):
-        return spec
-    digest = hashlib.sha256(f"{spec.seed}:{worker_id()}".encode()).digest()
-    return spec.model_copy(update={"seed": int.from_bytes(digest[:4], "big")})
+            "sampler": make_sampler(search.sampler, search), "pruner": make_pruner(resolved_pruner(study))}
 
 
 def load_or_create(study: "LoadedStudy", model: str, storage: Any) -> "optuna.Study":

@@ -1,4 +1,4 @@
-"""Retrying the trial of a dead worker, once its heartbeat has gone stale.
+"""Running again a trial stopped before it finished: its worker died (heartbeat gone stale) or was stopped.
 
 Like Optuna's `RetryHeartbeatStaleTrialCallback` (same `failed_trial` and `retry_history` system attrs, so
 Optuna's tools read them), except that the retry carries its parameters as enqueued fixed params instead
@@ -22,15 +22,20 @@ class RetryStaleTrial:
         self.max_retry = max_retry
 
     def __call__(self, study: "optuna.Study", trial: "optuna.trial.FrozenTrial") -> None:
-        import optuna
+        if len(trial.system_attrs.get("retry_history", [])) < self.max_retry:
+            queue_again(study, trial)
 
-        history = [*trial.system_attrs.get("retry_history", []), trial.number]
-        if len(history) > self.max_retry:
-            return
-        first = trial.system_attrs.get("failed_trial", trial.number)
-        system = {k: v for k, v in trial.system_attrs.items() if k != "fail_reason"}
-        system.update(failed_trial=first, retry_history=history, fixed_params=dict(trial.params))
-        user = {k: v for k, v in trial.user_attrs.items() if k not in _NOT_INHERITED}
-        user["retry_of"] = first
-        study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.WAITING, user_attrs=user,
-                                                  system_attrs=system))
+
+def queue_again(study: "optuna.Study", trial: "optuna.trial.FrozenTrial") -> None:
+    """Enqueue a failed trial again with its parameters. Its number goes into the retry's `retry_history`,
+    which also tells the sampler seeding (`hpo.study.seeding`) that the retry stands in for it."""
+    import optuna
+
+    history = [*trial.system_attrs.get("retry_history", []), trial.number]
+    first = trial.system_attrs.get("failed_trial", trial.number)
+    system = {k: v for k, v in trial.system_attrs.items() if k != "fail_reason"}
+    system.update(failed_trial=first, retry_history=history, fixed_params=dict(trial.params))
+    user = {k: v for k, v in trial.user_attrs.items() if k not in _NOT_INHERITED}
+    user["retry_of"] = first
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.WAITING, user_attrs=user,
+                                              system_attrs=system))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import os
 import time
 import warnings
 from pathlib import Path
@@ -51,35 +52,61 @@ def sqlite_path(url: str) -> Path | None:
 class SqliteLock:
     """One process per SQLite study: SQLite has no safe concurrent writers over many processes.
 
-    Holding the lock also proves that any RUNNING trial in the file belongs to a dead process.
+    Holding the lock also proves that any RUNNING trial in the file belongs to a dead process. The lock file
+    (and any folder made for it) is removed on exit, so a run that fails early leaves nothing behind; a
+    process that locked a file removed meanwhile sees its inode gone and locks the new file instead.
     """
 
     def __init__(self, url: str) -> None:
         db = sqlite_path(url)
         self.path = db.with_name(db.name + ".lock") if db else None
         self._fh: IO[str] | None = None
+        self._made: list[Path] = []
 
     def __enter__(self) -> "SqliteLock":
         if self.path is None:
             return self
+        missing = [p for p in [self.path.parent, *self.path.parent.parents] if not p.exists()]
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(self.path, "a+")
-        try:
-            fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._fh.close()
-            self._fh = None
-            raise ConcurrencyError(
-                f"another hpo process is using the SQLite study {self.path.with_suffix('')}",
-                hint="SQLite takes one process at a time: wait for it, or use a PostgreSQL storage "
-                     "(postgresql+psycopg://...) to run several workers") from None
-        return self
+        self._made = missing  # deepest first
+        while True:
+            fh = open(self.path, "a+")
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.close()
+                raise ConcurrencyError(
+                    f"another hpo process is using the SQLite study {self.path.with_suffix('')}",
+                    hint="SQLite takes one process at a time: wait for it, or use a PostgreSQL storage "
+                         "(postgresql+psycopg://...) to run several workers") from None
+            if _same_file(fh, self.path):
+                self._fh = fh
+                return self
+            fh.close()  # its holder removed it on exit after we opened it: lock the current file
 
     def __exit__(self, *exc: object) -> None:
         if self._fh is not None:
+            assert self.path is not None
+            self.path.unlink(missing_ok=True)  # while still locked: see the class docstring
             fcntl.flock(self._fh, fcntl.LOCK_UN)
             self._fh.close()
             self._fh = None
+            self._remove_made_folders()
+
+    def _remove_made_folders(self) -> None:
+        for folder in self._made:
+            try:
+                folder.rmdir()  # only when empty: a store or anything else written there stays
+            except OSError:
+                break
+        self._made = []
+
+
+def _same_file(fh: IO[str], path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fh.fileno()), os.stat(path))
+    except FileNotFoundError:
+        return False
 
 
 def make_storage(url: str, *, heartbeat_interval: int | None = None, grace_period: int | None = None,

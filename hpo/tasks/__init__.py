@@ -1,0 +1,41 @@
+"""The tasks hpo fine-tunes for, one module each, behind the `Task` interface (hpo/tasks/base.py)."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from hpo.errors import SpecError
+from hpo.tasks.base import Columns, Prepared, Task, TaskOptions, Where
+
+# task name -> "module:class"; modules import on first use (transformers and seqeval load lazily)
+TASKS = {
+    "text-classification": "hpo.tasks.text_classification:TextClassification",
+    "token-classification": "hpo.tasks.token_classification:TokenClassification",
+    "text-regression": "hpo.tasks.regression:TextRegression",
+    "multi-label-classification": "hpo.tasks.multi_label:MultiLabelClassification",
+}
+
+
+def task_class(name: str) -> type[Task]:
+    if name not in TASKS:
+        raise SpecError(f"unknown task {name!r}", path="task", hint=f"use one of {', '.join(TASKS)}")
+    module, _, cls = TASKS[name].partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def get_task(name: str, options: TaskOptions | dict[str, Any] | None = None, *,
+             columns: Columns | None = None) -> Task:
+    """The task called `name` (the study file's `task:`), with its options and the shared columns."""
+    return task_class(name)(options, columns=columns)
+
+
+def task_of_model(config: Any) -> str:
+    """The task a saved model was trained for, from its config (what `hpo predict` needs to know)."""
+    if any(a.endswith("ForTokenClassification") for a in getattr(config, "architectures", None) or []):
+        return "token-classification"
+    return {"regression": "text-regression", "multi_label_classification": "multi-label-classification"}.get(
+        getattr(config, "problem_type", None) or "", "text-classification")
+
+
+__all__ = ["TASKS", "Columns", "Prepared", "Task", "TaskOptions", "Where", "get_task", "task_class", "task_of_model"]

@@ -1,0 +1,270 @@
+"""The Task seam: everything that differs between NLP tasks, behind one interface.
+
+The flow (search, pruning, selection, workers, hub) calls these methods and knows no task. A task owns how
+its rows are read and checked, tokenized, which head and collator train on them, how the Trainer scores
+them, how a saved model is scored on unseen data through `transformers.pipeline`, what `hpo predict`
+writes, and its report sections and card metadata.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
+
+from pydantic import BaseModel, ConfigDict
+
+from hpo.errors import DataError, SpecError
+
+if TYPE_CHECKING:
+    import datasets
+
+    from hpo.report.blocks import Block
+
+
+class TaskOptions(BaseModel):
+    """The study-file keys a task adds (all optional, each described); unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
+
+
+@dataclass(frozen=True)
+class Columns:
+    """The columns every text task shares (dataset.text_column, text_pair_column, label_column)."""
+
+    text: str = "text"
+    text_pair: str | None = None
+    label: str = "label"
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where rows come from, so an error names the study file, the split and the row a person can find."""
+
+    file: str | None = None  # the study file
+    header: dict[str, int] = field(default_factory=dict)  # split -> lines before the first row (1 for csv)
+
+    def row(self, split: str, ds: "datasets.Dataset", i: int) -> str:
+        if "_line" in ds.column_names:  # readers that know the line a row starts on (CoNLL) keep it
+            return f"{split} row {i + 1} (line {ds[i]['_line']})"
+        return f"{split} row {i + 1 + self.header.get(split, 0)}"
+
+    def error(self, split: str, message: str, *, key: str | None = None, hint: str | None = None) -> DataError:
+        return DataError(message, file=self.file, path=f"dataset.{key or split}", hint=hint)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Checked splits in the task's canonical columns, the label names, and the column to stratify by."""
+
+    splits: dict[str, "datasets.Dataset"]
+    label_names: list[str]
+    stratify: str | None = None  # carving a split from train keeps this column's proportions
+
+
+class Task(abc.ABC):
+    """One NLP task. Construct with the task's options (a dict or its `Options` model) and the columns."""
+
+    name: ClassVar[str]  # the study file's `task:` value
+    pipeline_tag: ClassVar[str]  # transformers.pipeline task and the card's pipeline_tag
+    description: ClassVar[str]  # "a named-entity recognition (token-classification) model", for reports
+    Options: ClassVar[type[TaskOptions]] = TaskOptions
+    metrics: ClassVar[dict[str, str]]  # every metric compute_metrics returns -> "maximize" | "minimize"
+    default_metric: ClassVar[str]
+
+    def __init__(self, options: TaskOptions | dict[str, Any] | None = None, *,
+                 columns: Columns | None = None) -> None:
+        self.options = options if isinstance(options, self.Options) else self.Options.model_validate(options or {})
+        self.columns = columns or Columns()
+
+    # -- the study file ----------------------------------------------------------------------------
+    def metric_direction(self, metric: str) -> str:
+        """maximize or minimize: each metric's natural direction (loss is minimized)."""
+        self.check_objective(metric)
+        return "minimize" if metric == "loss" else self.metrics[metric]
+
+    def check_objective(self, metric: str, *, file: str | None = None) -> None:
+        """Raise SpecError unless compute_metrics returns `metric` (or it is the Trainer's loss)."""
+        if metric != "loss" and metric not in self.metrics:
+            raise SpecError(f"{self.name} has no metric {metric!r}", file=file, path="objective.metric",
+                            hint=f"use one of {', '.join([*self.metrics, 'loss'])}")
+
+    def check_source(self, source: str, *, file: str | None = None) -> None:
+        """Raise SpecError when the task's options do not fit the data source (files, hub, bbc_news)."""
+
+    # -- data --------------------------------------------------------------------------------------
+    def read_file(self, path: Path, *, where: Where, split: str) -> "datasets.Dataset | None":
+        """Read a data file in a format only this task knows (CoNLL), or None to use the generic readers."""
+        return None
+
+    @abc.abstractmethod
+    def prepare(self, raw: dict[str, "datasets.Dataset"], *, where: Where) -> Prepared:
+        """Check raw splits (train always; validation/test when given) and return them in canonical columns.
+
+        Label names come from train; a label in another split that train never has is an error naming it.
+        """
+
+    # -- training ----------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def encode_fn(self, tokenizer: Any, *, max_length: int,
+                  label_names: list[str]) -> Callable[[dict[str, list[Any]]], dict[str, Any]]:
+        """A batched `Dataset.map` function: canonical columns -> input_ids, attention_mask, labels, length."""
+
+    @property
+    @abc.abstractmethod
+    def model_class(self) -> Any:
+        """The transformers Auto class of the head (AutoModelForSequenceClassification, ...)."""
+
+    @abc.abstractmethod
+    def model_kwargs(self, label_names: list[str]) -> dict[str, Any]:
+        """from_pretrained keyword arguments that set the head: num_labels, id2label, label2id, problem_type."""
+
+    def load_model(self, source: str, label_names: list[str]) -> Any:
+        """The base model with this task's head (a new head when the saved one has another shape)."""
+        return self.model_class.from_pretrained(source, ignore_mismatched_sizes=True,
+                                                **self.model_kwargs(label_names))
+
+    def collator(self, tokenizer: Any) -> Any:
+        """The data collator that pads a batch (and its labels, where they are sequences)."""
+        from transformers import DataCollatorWithPadding
+
+        return DataCollatorWithPadding(tokenizer)
+
+    @abc.abstractmethod
+    def compute_metrics_fn(self, label_names: list[str], *,
+                           objective: str | None = None) -> Callable[[Any], dict[str, float]]:
+        """The Trainer's compute_metrics: EvalPrediction -> {metric: float} with every key of `metrics`."""
+
+    def finalize(self, model_dir: Path, validation: "datasets.Dataset", label_names: list[str], *,
+                 max_length: int, objective: str | None = None) -> dict[str, Any]:
+        """After the final model is saved: settle what is chosen on validation (a threshold) into its
+        config.json, so a plain `pipeline(model=folder)` and `hpo predict` use it. Returns what was set."""
+        return {}
+
+    # -- unseen data -------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def evaluate(self, model: str, dataset: "datasets.Dataset", label_names: list[str], *, max_length: int,
+                 batch_size: int = 64) -> dict[str, Any]:
+        """Score a saved model on a canonical split through `transformers.pipeline`: {"metrics": {...},
+        "examples": n, "latency_ms_per_example": ms, ...task tables (per class / per entity type)}."""
+
+    @abc.abstractmethod
+    def predict(self, model: str, rows: list[dict[str, Any]], *, max_length: int,
+                batch_size: int = 64) -> dict[str, Any]:
+        """`hpo predict`: {"rows": one output row per input row, "metrics": {...} when the rows carry
+        labels, "summary": {...}}. Input rows are raw dicts (csv/jsonl), read with this task's columns."""
+
+    # -- report and card ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def report_sections(self, final: dict[str, Any], data: dict[str, Any], *, model_ref: str,
+                        max_length: int) -> dict[str, list["Block"]]:
+        """The task's report blocks by section: "how_to_use", "evaluation", "intended_use".
+        `final` holds validation_metrics, test_metrics and evaluate()'s tables; `data` the split sizes."""
+
+    @abc.abstractmethod
+    def card_metadata(self, examples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """Model card metadata: pipeline_tag, tags, widget (from a few canonical test rows), task_type and
+        task_name for the model-index results."""
+
+
+# -- helpers the tasks share --------------------------------------------------------------------------
+
+def make_pipeline(task: str, model: str, *, max_length: int, batch_size: int = 64, **kwargs: Any) -> Any:
+    """A CPU pipeline whose tokenizer truncates at `max_length` (also for pipelines that take no max_length)."""
+    from transformers import pipeline
+
+    from hpo.search.setup import set_threads
+
+    set_threads()
+    pipe = pipeline(task, model=model, device="cpu", batch_size=batch_size, **kwargs)
+    limit = min(max_length, getattr(pipe.model.config, "max_position_embeddings", max_length) or max_length)
+    pipe.tokenizer.model_max_length = limit
+    return pipe
+
+
+def in_length_order(pipe: Any, inputs: Sequence[Any], lengths: Sequence[int], **kwargs: Any) -> tuple[list[Any], float]:
+    """Pipeline outputs in input order, computed in batches of about one length (little padding), and the
+    milliseconds per input."""
+    order = sorted(range(len(inputs)), key=lambda i: lengths[i])
+    outputs: list[Any] = [None] * len(inputs)
+    start = time.perf_counter()
+    for i, out in zip(order, pipe([inputs[i] for i in order], **kwargs)):
+        outputs[i] = out
+    ms = 1000 * (time.perf_counter() - start) / max(1, len(inputs))
+    return outputs, round(ms, 3)
+
+
+def check_columns(ds: "datasets.Dataset", split: str, needed: dict[str, str], where: Where) -> None:
+    """Each needed column (name -> the study-file key that names it) exists in the split."""
+    for col, key in needed.items():
+        if col not in ds.column_names:
+            raise where.error(split, f"the {split} split has no column {col!r} (columns: "
+                                     f"{', '.join(c for c in ds.column_names if c != '_line')})",
+                              key=key, hint="name one of its columns")
+
+
+def text_value(value: Any, split: str, ds: "datasets.Dataset", i: int, where: Where) -> str:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise where.error(split, f"{where.row(split, ds, i)} has an empty text", hint="drop rows without text")
+    return str(value)
+
+
+def pair_inputs(texts: Sequence[str], pairs: Sequence[str] | None) -> tuple[list[Any], list[int]]:
+    """Text-classification pipeline inputs (str, or {"text", "text_pair"}) and their lengths in characters."""
+    if pairs is None:
+        return list(texts), [len(t) for t in texts]
+    return [{"text": t, "text_pair": p} for t, p in zip(texts, pairs)], [len(t) + len(p) for t, p in zip(texts, pairs)]
+
+
+def text_inputs(dataset: "datasets.Dataset") -> tuple[list[Any], list[int]]:
+    """Pipeline inputs of a canonical text split and their lengths."""
+    return pair_inputs(dataset["text"], dataset["text_pair"] if "text_pair" in dataset.column_names else None)
+
+
+def read_texts(rows: list[dict[str, Any]], columns: Columns) -> tuple[list[str], list[str] | None]:
+    """The text (and pair) column of `hpo predict`'s input rows; a missing column names the flag to pass."""
+    for col, flag in ((columns.text, "--text-column"), (columns.text_pair, "--text-pair-column")):
+        if col and rows and col not in rows[0]:
+            raise DataError(f"no column {col!r}; columns are {', '.join(map(str, rows[0]))}",
+                            hint=f"pass {flag} with one of them")
+    texts = ["" if r.get(columns.text) is None else str(r[columns.text]) for r in rows]
+    pairs = None if not columns.text_pair else [str(r.get(columns.text_pair) or "") for r in rows]
+    return texts, pairs
+
+
+def text_dataset(texts: list[str], pairs: list[str] | None, label: dict[str, tuple[list[Any], Any]]) -> Any:
+    """A canonical text split: text[, text_pair] as strings plus the label column (values, feature)."""
+    import datasets
+
+    data: dict[str, list[Any]] = {"text": texts}
+    features = {"text": datasets.Value("string")}
+    if pairs is not None:
+        data["text_pair"], features["text_pair"] = pairs, datasets.Value("string")
+    for name, (values, feature) in label.items():
+        data[name], features[name] = values, feature
+    return datasets.Dataset.from_dict(data, features=datasets.Features(features))
+
+
+def text_encode_fn(tokenizer: Any, max_length: int, labels: Callable[[list[Any]], list[Any]]) -> Callable:
+    """Encode text[, text_pair] with truncation; `labels` turns the batch's label column into model labels."""
+    def encode(batch: dict[str, list[Any]]) -> dict[str, Any]:
+        enc = tokenizer(batch["text"], batch.get("text_pair"), truncation=True, max_length=max_length)
+        enc["length"] = [len(ids) for ids in enc["input_ids"]]
+        enc["labels"] = labels(batch["label"])
+        return enc
+    return encode
+
+
+def label_maps(label_names: list[str]) -> dict[str, Any]:
+    """num_labels, id2label and label2id for from_pretrained: one output per label name."""
+    return {"num_labels": len(label_names), "id2label": dict(enumerate(label_names)),
+            "label2id": {n: i for i, n in enumerate(label_names)}}
+
+
+def widget_examples(examples: Sequence[dict[str, Any]], n: int = 3) -> list[dict[str, str]]:
+    """Hub widget inputs: the first few texts (pairs have no widget input form, so none for them)."""
+    if any("text_pair" in e for e in examples):
+        return []
+    return [{"text": str(e["text"])} for e in list(examples)[:n]]
