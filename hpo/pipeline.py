@@ -142,14 +142,19 @@ def refuse_shared_sqlite(study: "LoadedStudy", n: int) -> None:
                         hint="set storage: postgresql+psycopg://user@host/db (or HPO_STORAGE)")
 
 
-def start_local_workers(study: "LoadedStudy", n: int) -> list[subprocess.Popen[bytes]]:
+def start_local_workers(study: "LoadedStudy", n: int,
+                        devices: list[str | None] | None = None) -> list[subprocess.Popen[bytes]]:
+    """n `hpo worker` processes; worker i is pinned to GPU devices[i] (CUDA_VISIBLE_DEVICES) when given."""
+    from hpo.devices import worker_env
+
     refuse_shared_sqlite(study, n)
     if n <= 0:
         return []
     cmd = [sys.executable, "-m", "hpo", "worker", str(study.paths.study_file),
            "--output-dir", str(study.paths.output_dir)]
     env = {**os.environ, "HPO_STORAGE": study.paths.storage_url}  # not in argv: `ps` would show a password
-    return [subprocess.Popen(cmd, env=env) for _ in range(n)]
+    devices = devices or []
+    return [subprocess.Popen(cmd, env=worker_env(env, devices[i] if i < len(devices) else None)) for i in range(n)]
 
 
 def study_lock(study: "LoadedStudy") -> Any:
@@ -158,7 +163,8 @@ def study_lock(study: "LoadedStudy") -> Any:
     return SqliteLock(url) if is_sqlite(url) else contextlib.nullcontext()
 
 
-def run(study: "LoadedStudy", *, workers: int = 0, push: bool = True) -> dict[str, Any]:
+def run(study: "LoadedStudy", *, workers: int = 0, push: bool = True,
+        worker_devices: list[str | None] | None = None) -> dict[str, Any]:
     """The whole study: search (with local workers), final model, evaluation, report, push."""
     refuse_shared_sqlite(study, workers)
     procs: list[subprocess.Popen[bytes]] = []
@@ -169,7 +175,7 @@ def run(study: "LoadedStudy", *, workers: int = 0, push: bool = True) -> dict[st
             splits = prepare(study)  # before the store: bad data leaves no new store behind
             timings = {"last_run_data_s": time.perf_counter() - began}
             storage = open_storage(study)
-            procs = start_local_workers(study, workers)
+            procs = start_local_workers(study, workers, worker_devices)
             began = time.perf_counter()
             search(study, splits, storage, sole_process=is_sqlite(study.paths.storage_url), timings=timings)
             for p in procs:

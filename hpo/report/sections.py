@@ -6,7 +6,7 @@ import shlex
 from typing import Any, Sequence
 
 from hpo.report.blocks import Block, Bullets, Code, Heading, Image, Para, Table, duration, fmt, seconds
-from hpo.report.facts import (parameter_count, pruner_text, sampler_text, short_model, space_text,
+from hpo.report.facts import (devices_text, parameter_count, pruner_text, sampler_text, short_model, space_text,
                               validation_metrics)
 
 METRIC_ORDER = ["accuracy", "f1", "precision", "recall", "matthews_correlation", "loss"]
@@ -103,6 +103,7 @@ def search(results: dict[str, Any]) -> list[Block]:
              f"sampler: {sampler_text(s['sampler'])}", f"pruner: {pruner_text(s['pruner'])}",
              f"compute: {duration(timings.get('compute_s'))} of training and evaluation summed over trials"
              + (f", in {s['precision']}" if s.get("precision") else ""),
+             *([f"devices: {devices_text(s)}"] if s.get("devices") else []),
              f"final model: {final['how']} from trial #{final['trial']}"]
     rows = [[f"`{k}`", space_text(p), baseline.get(k), final["params"].get(k)] for k, p in s["space"].items()]
     blocks: list[Block] = [Heading(2, "Hyperparameter search"), Bullets(facts), Heading(3, "Hyperparameters"),

@@ -187,6 +187,8 @@ def _failure(ctx: SearchContext, trial: "optuna.trial.FrozenTrial", told: Any, e
                      "raise it on a busy machine); its retry runs again")
         return None
     if error is not None and _raised_by_objective(error):
+        if own := trial.system_attrs.get("fail_reason"):  # the trial said why itself (out of memory)
+            return str(own)
         return f"{type(error).__name__}: {' '.join(str(error).split())}"[:300]
     value = getattr(ctx.trainer, "objective", None)
     return f"the trial's objective value {value!r} is not a number"  # Optuna fails NaN without raising

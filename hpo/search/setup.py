@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hpo.devices import precision_defaults  # the choice per device lives there
 from hpo.models import BaseModel, load_tokenizer, resolve_model
 from hpo.search.space import make_hp_space
 from hpo.spec.checks import normalized_training
@@ -52,29 +53,11 @@ def training_arguments(study: "LoadedStudy", output_dir: Path, **overrides: Any)
     return TrainingArguments(output_dir=str(output_dir), **values)
 
 
-def precision_defaults(training: dict[str, Any]) -> dict[str, Any]:
-    """bf16 autocast where the hardware computes in bf16 natively, unless the study file chooses. On an
-    AVX512-BF16 CPU it trains ~1.5x faster than fp32 (bench/bare_loop.py); master weights stay fp32."""
-    if {"bf16", "fp16", "bf16_full_eval", "fp16_full_eval"} & training.keys():
-        return {}
-    return {"bf16": True} if native_bf16() else {}
-
-
 def precision_name(study: "LoadedStudy") -> str:
     """The arithmetic the trials train in: bf16, fp16 or fp32."""
     training = normalized_training(study)
     values = {**precision_defaults(training), **training}
     return "bf16" if values.get("bf16") else "fp16" if values.get("fp16") else "fp32"
-
-
-def native_bf16() -> bool:
-    import torch
-
-    if _has_cuda():
-        return bool(torch.cuda.is_bf16_supported())
-    cpu = getattr(torch, "cpu", None)
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # no public API for this yet
-    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
 
 
 def _has_cuda() -> bool:

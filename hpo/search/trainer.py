@@ -8,6 +8,8 @@
 - an evaluation at the very end, so the trial's value is the trained model's;
 - `group_by_length` batches in random order (`LengthBucketSampler`), not the Trainer's long-to-short sweeps;
 - per-trial user attrs for optuna-dashboard (metrics, timings, worker) and the models of the best trials kept.
+- each trial's model, optimizer and data loaders freed when it ends and before the next is built, and out
+  of memory ending the trial as FAIL with one line (`memory.py`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from transformers import Trainer, TrainerCallback
 
 from hpo import interrupts
+from hpo.search import memory
 from hpo.search.batches import LengthBucketSampler
 from hpo.study.workers import worker_id
 
@@ -151,14 +154,17 @@ class SearchTrainer(Trainer):
             return super().train(*args, trial=trial, **kwargs)
         start = time.perf_counter()
         self.profile = {"model_load": 0.0, "evaluation": 0.0, "reporting": 0.0, "checkpoint": 0.0}
+        memory.trial_started(self, trial)
         try:
             with interrupts.interruptible():  # what follows training is quick and lets the trial finish
-                out = super().train(*args, trial=trial, **kwargs)
+                out = memory.fail_on_out_of_memory(
+                    self, trial, lambda: super(SearchTrainer, self).train(*args, trial=trial, **kwargs))
             self.profile["train_total"] = time.perf_counter() - start
             self._keep_if_best(trial)
             return out
         finally:
             self._record_profile(trial, time.perf_counter() - start)
+            memory.trial_ended(self, trial)
 
     def _record_profile(self, trial: "optuna.Trial", wall: float) -> None:
         p = self.profile
