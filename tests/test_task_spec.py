@@ -93,3 +93,25 @@ def test_the_gate_ranks_errors_lowest_first() -> None:
     assert gate["unseen_winner"] == 2 and gate["gap"] == pytest.approx(0.4)
     assert [r["test_rank"] for r in gate["rows"]] == [2, 1] and gate["noise"] is None
     assert "validation winner #1 scores mse 0.9000" in gate["warning"]
+
+
+def test_regression_gate_noise_is_a_paired_bootstrap_over_test_rows() -> None:
+    import numpy as np
+
+    from hpo.selection.gate import summarize
+    from hpo.tasks import get_task
+
+    task = get_task("text-regression")
+    gold = np.linspace(0, 5, 400)
+    rng = np.random.default_rng(3)
+    good, bad = gold + 0.3 * rng.normal(size=400), gold + 1.5 * rng.normal(size=400)
+    evaluations = {1: {"points": np.c_[gold, bad].tolist()}, 2: {"points": np.c_[gold, good].tolist()}}
+    noise, kind = task.gate_noise("mse", evaluations[1], evaluations[2])
+    gap = float(np.mean((bad - gold) ** 2) - np.mean((good - gold) ** 2))
+    assert kind.startswith("95% bootstrap") and 0 < noise < gap
+    assert task.gate_noise("mse", {"points": []}, evaluations[2]) is None
+    rows = [{"trial": 1, "validation": 0.9, "test": gap + 0.1}, {"trial": 2, "validation": 0.8, "test": 0.1}]
+    gate = summarize(rows, maximize=True, metric="mse", validation_metric="pearson", n_test=400,
+                     test_maximize=False, noise_of=lambda a, b: task.gate_noise("mse", evaluations[a], evaluations[b]))
+    assert gate["noise"] == pytest.approx(noise) and gate["noise_kind"] == kind
+    assert "95% bootstrap on 400 examples" in gate["warning"]

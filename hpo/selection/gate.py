@@ -8,7 +8,7 @@ scores are cached in the output folder so a rerun does not redo them.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from hpo import progress
 from hpo.results import read_json, write_json
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from hpo.spec import LoadedStudy
 
 PROPORTIONS = {"accuracy", "f1", "precision", "recall"}  # metrics in [0, 1] where a binomial error fits
+BINOMIAL = "95% binomial half-width of a difference"
 
 
 def selection_dir(study: "LoadedStudy", study_name: str) -> Path:
@@ -71,7 +72,7 @@ def run_gate(study: "LoadedStudy", model_id: str, optuna_study: "optuna.Study", 
     cache_path = folder / "gate.json"
     cache = read_json(cache_path) or {}
     metric = test_metric(study)
-    rows = []
+    rows, evaluations = [], {}
     for t in candidates[:k]:
         entry = cache.get(str(t.number))
         if entry is None:
@@ -82,15 +83,18 @@ def run_gate(study: "LoadedStudy", model_id: str, optuna_study: "optuna.Study", 
             entry = {"source": source, "test_metrics": result["metrics"], "evaluation": result}
             cache[str(t.number)] = entry
             write_json(cache_path, cache)
+        evaluations[t.number] = entry["evaluation"]
         rows.append({"trial": t.number, "validation": primary_value(t), "test": entry["test_metrics"][metric],
                      "source": entry["source"]})
     return summarize(rows, maximize=spec.objective.resolved_direction == "maximize", metric=metric,
                      validation_metric=spec.objective.metric, n_test=len(splits.test),
-                     test_maximize=task.metric_direction(metric) == "maximize")
+                     test_maximize=task.metric_direction(metric) == "maximize",
+                     noise_of=lambda a, b: task.gate_noise(metric, evaluations[a], evaluations[b]))
 
 
 def summarize(rows: list[dict[str, Any]], *, maximize: bool, metric: str, validation_metric: str,
-              n_test: int, test_maximize: bool = True) -> dict[str, Any]:
+              n_test: int, test_maximize: bool = True,
+              noise_of: Callable[[int, int], tuple[float, str] | None] | None = None) -> dict[str, Any]:
     """Ranks, rank correlation and the warning, from rows of trial/validation/test values.
 
     Rows come in the order the selection ranks them; the first is the validation winner. `test_maximize`
@@ -107,14 +111,18 @@ def summarize(rows: list[dict[str, Any]], *, maximize: bool, metric: str, valida
     sign = 1 if test_maximize else -1
     unseen_best = max(rows, key=lambda r: sign * r["test"])
     gap = sign * (unseen_best["test"] - chosen["test"])
-    noise = binomial_noise(chosen["test"], unseen_best["test"], n_test) if metric in PROPORTIONS else None
+    noise, kind = None, None
+    if metric in PROPORTIONS:
+        noise, kind = binomial_noise(chosen["test"], unseen_best["test"], n_test), BINOMIAL
+    elif noise_of is not None and unseen_best["trial"] != chosen["trial"]:  # else a bootstrap, where the task has one
+        noise, kind = noise_of(chosen["trial"], unseen_best["trial"]) or (None, None)
+    kind = kind if noise is not None else None
     warning = None
     if unseen_best["trial"] != chosen["trial"] and gap > 0 and (noise is None or gap > noise):
         warning = (f"validation winner #{chosen['trial']} scores {metric} {chosen['test']:.4f} on unseen data, "
                    f"but #{unseen_best['trial']} scores {unseen_best['test']:.4f}: a gap of {gap:.4f}, more than "
-                   + (f"the noise (±{noise:.4f}, 95% binomial on {n_test} examples)" if noise is not None
+                   + (f"the noise (±{noise:.4f}, {kind.split(' half-width')[0]} on {n_test} examples)" if noise is not None
                       else "zero (no noise estimate for this metric)")
                    + "; the validation ranking may not hold up, consider more validation data or more seeds")
     return {"k": len(rows), "validation_metric": validation_metric, "test_metric": metric, "rows": rows,
-            **corr, "noise": noise, "noise_kind": "95% binomial half-width of a difference" if noise is not None
-            else None, "unseen_winner": unseen_best["trial"], "gap": gap, "warning": warning}
+            **corr, "noise": noise, "noise_kind": kind, "unseen_winner": unseen_best["trial"], "gap": gap, "warning": warning}

@@ -168,6 +168,11 @@ class Task(abc.ABC):
         """`hpo predict`: {"rows": one output row per input row, "metrics": {...} when the rows carry
         labels, "summary": {...}}. Input rows are raw dicts (csv/jsonl), read with this task's columns."""
 
+    def gate_noise(self, metric: str, a: dict[str, Any], b: dict[str, Any]) -> tuple[float, str] | None:
+        """The held-out gate's noise: 95% half-width of the difference in `metric` between two evaluate()
+        results on the same rows, and how it was estimated; None when the task cannot tell."""
+        return None
+
     # -- report and card ---------------------------------------------------------------------------
     @abc.abstractmethod
     def report_sections(self, final: dict[str, Any], data: dict[str, Any], *, model_ref: str,
