@@ -89,10 +89,10 @@ def finalize(study: "LoadedStudy", splits: "Splits", storage: Any, *,
             if final != before:
                 progress.say(f"promoted trial {final['trial']} of {name!r} ({final['how']}, {final['seconds']}s)")
             old = next((m for m in previous.get("models", []) if m.get("study_name") == name), None)
-            if old and old.get("final", {}).get("trial") == final["trial"] and old.get("test") and \
-                    old["final"].get("how") == final["how"]:
-                test = old["test"]
-            elif final["how"] == "reused" and (gated := gated_evaluation(study, name, final["trial"])):
+            if old and old.get("test") and old.get("final") == final:
+                test = old["test"]  # the same promotion (trial, data, study in its store) scored before
+            elif final["how"] == "reused" and (gated := gated_evaluation(study, optuna_study, splits,
+                                                                         final["trial"])):
                 test = gated  # the same saved model, already scored on the same rows by the gate
             else:
                 progress.say(f"evaluating trial {final['trial']} of {name!r} on {len(splits.test)} unseen rows")

@@ -110,12 +110,15 @@ def _from_bbc_news(study: "LoadedStudy") -> tuple[dict[str, "datasets.Dataset"],
 
     d = study.spec.dataset
     texts, labels = [], []
+    digest = hashlib.sha256(b"bbc_news")
     for topic_dir in sorted(p for p in bbc_news_root().iterdir() if p.is_dir()):
         for f in sorted(topic_dir.glob("*.txt")):
-            texts.append(" ".join(f.read_bytes().decode("utf-8", errors="replace").split()))
+            raw = f.read_bytes()
+            digest.update(f"{topic_dir.name}/{f.name}:".encode() + hashlib.sha256(raw).digest())
+            texts.append(" ".join(raw.decode("utf-8", errors="replace").split()))
             labels.append(topic_dir.name)
     ds = datasets.Dataset.from_dict({d.text_columns[0]: texts, d.label_column: labels})
-    return {"train": ds}, hashlib.sha256(f"bbc_news:{len(texts)}".encode()).hexdigest()
+    return {"train": ds}, digest.hexdigest()
 
 
 def _from_hub(study: "LoadedStudy") -> tuple[dict[str, "datasets.Dataset"], str]:

@@ -1,4 +1,4 @@
-"""Build the search Trainer from the spec: arguments, data, collator, metrics and model_init."""
+"""Build the Trainer from the spec: a configuration's arguments, data, collator, metrics and model_init."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 from hpo.devices import precision_defaults  # the choice per device lives there
 from hpo.models import BaseModel, load_tokenizer, resolve_model
 from hpo.search.space import make_hp_space
-from hpo.spec.checks import normalized_training
+from hpo.spec.checks import coerce_training_value, normalized_training
 
 if TYPE_CHECKING:
     from hpo.data import Splits
@@ -35,7 +35,13 @@ def set_threads() -> None:
     torch.set_num_threads(max(1, cores))
 
 
-def training_arguments(study: "LoadedStudy", output_dir: Path, **overrides: Any) -> Any:
+def training_arguments(study: "LoadedStudy", output_dir: Path, params: dict[str, Any] | None = None,
+                       **overrides: Any) -> Any:
+    """The TrainingArguments of one configuration: hpo's defaults, the study file's `training`, a trial's
+    searched values (`params`), then `overrides` (a seed run's seed, no evaluation in a final training).
+
+    The one place a configuration becomes arguments: the search's trials (`SearchTrainer.use_configuration`)
+    and every training outside the search (`hpo.training`) take it."""
     from transformers import TrainingArguments
 
     values: dict[str, Any] = {
@@ -47,10 +53,18 @@ def training_arguments(study: "LoadedStudy", output_dir: Path, **overrides: Any)
     training = normalized_training(study)
     values.update(precision_defaults(training))
     values.update(training)
+    values.update(searched_values(params or {}))
     values.update(overrides)
     if (values.get("bf16") or values.get("fp16")) and not _has_cuda():
         values.setdefault("use_cpu", True)  # mixed precision on a CPU-only machine needs it said
     return TrainingArguments(output_dir=str(output_dir), **values)
+
+
+def searched_values(params: dict[str, Any]) -> dict[str, Any]:
+    """A trial's values as their fields take them. Numbers keep the type the space declares (the stock
+    Trainer casts to the default's type: a float `warmup_steps` ratio would become int 0, and a field whose
+    default is None could not be searched); a string choice is read as its field's type ("1e-5")."""
+    return {k: coerce_training_value(k, v) if isinstance(v, str) else v for k, v in params.items()}
 
 
 def precision_name(study: "LoadedStudy") -> str:
@@ -79,7 +93,9 @@ def pruning_subset(validation: Any, n: int | None, *, seed: int) -> Any:
     return by_length(validation.shuffle(seed=seed).select(range(n)))
 
 
-def build_trainer(study: "LoadedStudy", model_id: str, splits: "Splits", *, checkpoints: Path | None) -> Any:
+def build_trainer(study: "LoadedStudy", model_id: str, splits: "Splits", *, checkpoints: Path | None,
+                  params: dict[str, Any] | None = None, **overrides: Any) -> Any:
+    """The search's Trainer (no `params`), or one built for a configuration (see `training_arguments`)."""
     from hpo.data import tokenize_splits
     from hpo.search.trainer import SearchTrainer
     from hpo.study.factory import decision_points, resolved_pruner
@@ -91,9 +107,11 @@ def build_trainer(study: "LoadedStudy", model_id: str, splits: "Splits", *, chec
     tokenized = tokenize_splits(splits, tokenizer, max_length=spec.dataset.max_length,
                                 cache_dir=study.paths.output_dir / "cache", task=study.task)
     base = base_model(source, splits.label_names, study.task)
+    scratch = study.paths.output_dir / "scratch"
     trainer = SearchTrainer(
         model_init=lambda trial=None: base.build(),
-        args=training_arguments(study, study.paths.output_dir / "scratch"),
+        args=training_arguments(study, scratch, params, **overrides),
+        configure=lambda values: training_arguments(study, scratch, values),
         train_dataset=tokenized["train"], eval_dataset=by_length(tokenized["validation"]),
         data_collator=study.task.collator(tokenizer), processing_class=tokenizer,
         compute_metrics=study.task.compute_metrics_fn(splits.label_names, objective=spec.objective.metric),

@@ -2,11 +2,13 @@
 
 A diagnostic, never a chooser: picking the final model by test score would make the test score optimistic.
 Models come from the trials' saved checkpoints, or are retrained with the trial's parameters when missing;
-scores are cached in the output folder so a rerun does not redo them.
+scores are cached in the output folder so a rerun does not redo them, for as long as the data and the study
+in its store are the ones they were made from.
 """
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -23,10 +25,28 @@ if TYPE_CHECKING:
 
 PROPORTIONS = {"accuracy", "f1", "precision", "recall"}  # metrics in [0, 1] where a binomial error fits
 BINOMIAL = "95% binomial half-width of a difference"
+KEY_FILE = "made-from.json"  # the selection folder's data key and study id
 
 
 def selection_dir(study: "LoadedStudy", study_name: str) -> Path:
     return study.paths.output_dir / "selection" / study_name
+
+
+def selection_cache(study: "LoadedStudy", optuna_study: "optuna.Study", splits: "Splits", *,
+                    clear: bool = True) -> Path | None:
+    """The folder of the study's gate and seed runs; emptied (`clear`) or None when what is in it was made from
+    other data or from a study of the same name in another store."""
+    from hpo.final import lineage
+
+    folder = selection_dir(study, optuna_study.study_name)
+    made_from = lineage(optuna_study, splits)
+    if read_json(folder / KEY_FILE) == made_from:
+        return folder
+    if not clear:
+        return None
+    shutil.rmtree(folder, ignore_errors=True)
+    write_json(folder / KEY_FILE, made_from)
+    return folder
 
 
 def test_metric(study: "LoadedStudy") -> str:
@@ -37,25 +57,32 @@ def test_metric(study: "LoadedStudy") -> str:
 
 
 def trial_model(study: "LoadedStudy", model_id: str, trial: "optuna.trial.FrozenTrial", splits: "Splits",
-                folder: Path) -> tuple[str, str]:
-    """(path of the trial's model, 'checkpoint' or 'retrained')."""
-    checkpoint = trial.user_attrs.get("checkpoint")
-    if checkpoint and (Path(checkpoint) / "config.json").is_file():
-        return checkpoint, "checkpoint"
-    from hpo.final import _retrain
+                folder: Path, study_id: str) -> tuple[str, str]:
+    """(path of the trial's model, 'checkpoint' or 'retrained'); `folder` is the study's `selection_cache`."""
+    from hpo.search.trainer import kept_model
+    from hpo.training import train_configuration
 
+    checkpoint = kept_model(trial, study_id)
+    if checkpoint:
+        return checkpoint, "checkpoint"
     out = folder / f"trial-{trial.number}"
     if not (out / "config.json").is_file():
         progress.say(f"gate: trial {trial.number} has no saved model; retraining it")
         tmp = out.with_name(out.name + ".tmp")
-        _retrain(study, model_id, trial, splits, tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
+        train_configuration(study, model_id, splits, trial.params, tmp)
         tmp.replace(out)
     return str(out), "retrained"
 
 
-def gated_evaluation(study: "LoadedStudy", study_name: str, trial: int) -> dict[str, Any] | None:
-    """The gate's full test evaluation of a trial's saved model, so the final stage need not repeat it."""
-    entry = (read_json(selection_dir(study, study_name) / "gate.json") or {}).get(str(trial)) or {}
+def gated_evaluation(study: "LoadedStudy", optuna_study: "optuna.Study", splits: "Splits",
+                     trial: int) -> dict[str, Any] | None:
+    """The gate's full test evaluation of a trial's saved model, so the final stage need not repeat it (only if
+    the gate scored it on these rows, for this study)."""
+    folder = selection_cache(study, optuna_study, splits, clear=False)
+    if folder is None:
+        return None
+    entry = (read_json(folder / "gate.json") or {}).get(str(trial)) or {}
     return entry.get("evaluation") if entry.get("source") == "checkpoint" else None
 
 
@@ -63,12 +90,13 @@ def run_gate(study: "LoadedStudy", model_id: str, optuna_study: "optuna.Study", 
              candidates: list["optuna.trial.FrozenTrial"]) -> dict[str, Any] | None:
     """Score the first top_k candidates on the test split; None when the gate is off (top_k 1)."""
     from hpo.final import settle
+    from hpo.study.workers import study_uid
 
     spec, task = study.spec, study.task
     k = min(spec.selection.top_k, len(candidates))
     if spec.selection.top_k < 2 or k < 2:
         return None
-    folder = selection_dir(study, optuna_study.study_name)
+    folder = selection_cache(study, optuna_study, splits)
     cache_path = folder / "gate.json"
     cache = read_json(cache_path) or {}
     metric = test_metric(study)
@@ -76,7 +104,7 @@ def run_gate(study: "LoadedStudy", model_id: str, optuna_study: "optuna.Study", 
     for t in candidates[:k]:
         entry = cache.get(str(t.number))
         if entry is None:
-            path, source = trial_model(study, model_id, t, splits, folder)
+            path, source = trial_model(study, model_id, t, splits, folder, study_uid(optuna_study))
             progress.say(f"gate: scoring trial {t.number} on {len(splits.test)} unseen rows")
             settle(study, Path(path), splits)  # scored as the final model will be (its threshold set)
             result = task.evaluate(path, splits.test, splits.label_names, max_length=spec.dataset.max_length)
