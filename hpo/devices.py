@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from hpo import upstream
 from hpo.errors import DeviceError
 
 if TYPE_CHECKING:
@@ -65,9 +66,7 @@ def hardware() -> Hardware:
 
     cuda = bool(torch.cuda.is_available())
     cuda_bf16 = cuda and (bool(torch.version.hip) or torch.cuda.get_device_capability() >= (8, 0))
-    cpu = getattr(torch, "cpu", None)
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # no public API for this yet
-    cpu_bf16 = any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+    cpu_bf16 = upstream.cpu_computes_bf16()
     return Hardware(cuda=cuda, cuda_bf16=cuda_bf16, cpu_bf16=cpu_bf16)
 
 

@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
+from hpo import upstream
 from hpo.errors import DataError
 
 if TYPE_CHECKING:
@@ -135,5 +136,5 @@ def _from_hub(study: "LoadedStudy") -> tuple[dict[str, "datasets.Dataset"], str]
     if "train" not in out:
         raise DataError(f"Hub data set {d.name!r} has no train split (has {', '.join(dd)})", file=study.file,
                         path="dataset.name")
-    key = "|".join(f"{s}:{out[s]._fingerprint}" for s in out)
+    key = "|".join(f"{s}:{upstream.fingerprint(out[s])}" for s in out)
     return out, hashlib.sha256(key.encode()).hexdigest()

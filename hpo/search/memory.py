@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from hpo import devices
+from hpo import devices, upstream
 
 T = TypeVar("T")
 MB = 2**20
@@ -62,7 +62,7 @@ def fail_on_out_of_memory(trainer: Any, trial: Any, train: Callable[[], T]) -> T
         if not is_out_of_memory(error):
             raise
         reason = out_of_memory_line(trainer.args, error)
-    trial.study._storage.set_trial_system_attr(trial._trial_id, "fail_reason", reason)
+    upstream.storage_of(trial.study).set_trial_system_attr(upstream.trial_id(trial), "fail_reason", reason)
     trial.set_user_attr("fail_reason", reason)  # system attrs are not shown by optuna-dashboard
     release(trainer, model=True)
     raise TrialOutOfMemory(reason)
@@ -79,8 +79,8 @@ def release(trainer: Any, *, model: bool, collect: bool = True) -> bool:
     names = ["optimizer", "lr_scheduler"] + (["model", "model_wrapped"] if model else [])
     held = any(getattr(trainer, n, None) is not None for n in names)
     held |= any(getattr(handler, n, None) is not None for n in names + ["train_dataloader", "eval_dataloader"])
-    held |= any(getattr(accelerator, n, None) for n in ("_models", "_optimizers", "_schedulers", "_dataloaders"))
-    held |= bool(getattr(trainer, "_eval_dataloaders", None))  # kept only with persistent workers
+    held |= any(getattr(accelerator, n, None) for n in upstream.ACCELERATOR_HELD)
+    held |= upstream.drop_eval_dataloaders(trainer)  # kept only with persistent workers
     if not held:
         return False
     for holder in (trainer, handler):
@@ -88,8 +88,6 @@ def release(trainer: Any, *, model: bool, collect: bool = True) -> bool:
             if hasattr(holder, name):
                 setattr(holder, name, None)
     handler.train_dataloader = handler.eval_dataloader = None
-    if hasattr(trainer, "_eval_dataloaders"):
-        trainer._eval_dataloaders = {}
     if collect:
         accelerator.free_memory()  # a second or so with torch and transformers loaded: only when it frees something
     return True
@@ -169,7 +167,7 @@ def trial_ended(trainer: Any, trial: Any) -> None:
     trial.set_user_attr("precision", devices.precision_of(trainer.args))
     if peak is not None:
         trial.set_user_attr("peak_memory_mb", round(peak / MB, 1))
-    ran = getattr(trainer, "_train_batch_size", None)
+    ran = upstream.train_batch_size(trainer)
     if trainer.args.auto_find_batch_size and ran and ran != trainer.args.per_device_train_batch_size:
         trial.set_user_attr("train_batch_size", ran)  # lowered by auto_find_batch_size until it fit
     release(trainer, model=failed or getattr(trainer, "objective", None) is not None, collect=False)

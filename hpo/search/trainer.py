@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from transformers import Trainer, TrainerCallback
 
-from hpo import interrupts
+from hpo import interrupts, upstream
 from hpo.search import memory
 from hpo.results import read_json, write_json
 from hpo.search.batches import LengthBucketSampler
@@ -49,7 +49,7 @@ class EvaluationPoints(TrainerCallback):
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
         t = self.trainer
-        if t._trial is None:  # a training outside the search is scored afterwards, by whoever asked for it
+        if upstream.current_trial(t) is None:  # a training outside the search is scored afterwards, by whoever asked for it
             return control
         if state.global_step >= state.max_steps:
             control.should_evaluate = True
@@ -85,7 +85,7 @@ class SearchTrainer(Trainer):
         for key in params:
             setattr(self.args, key, getattr(built, key))
         # what the Trainer reads from its arguments once, when it is built
-        self._train_batch_size = self.args.train_batch_size
+        upstream.set_train_batch_size(self, self.args.train_batch_size)
         self.neftune_noise_alpha = self.args.neftune_noise_alpha
         factor = self.args.label_smoothing_factor
         self.label_smoother = LabelSmoother(epsilon=factor) if factor else None
@@ -118,7 +118,7 @@ class SearchTrainer(Trainer):
     def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
         start = time.perf_counter()
         if self.pruning_eval_dataset is not None and not args and kwargs.get("eval_dataset") is None \
-                and self._trial is not None and not self._at_end():
+                and upstream.current_trial(self) is not None and not self._at_end():
             kwargs["eval_dataset"] = self.pruning_eval_dataset  # pruning points; the trial's value uses all rows
         try:
             return super().evaluate(*args, **kwargs)

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from optuna.samplers import BaseSampler
 
+from hpo import upstream
+
 if TYPE_CHECKING:
     import optuna
     from optuna.distributions import BaseDistribution
@@ -35,7 +37,7 @@ def position(study: "optuna.Study", trial: "FrozenTrial") -> int:
     from optuna.trial import TrialState
 
     # from the storage: a pruner may hand the sampler a filtered study (Hyperband: one bracket)
-    trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
+    trials = upstream.storage_of(study).get_all_trials(upstream.study_id(study), deepcopy=False)
     replaced = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
     return sum(1 for t in trials if t.number < trial.number
                and not (t.state == TrialState.FAIL and t.number in replaced))
@@ -57,7 +59,7 @@ class TrialSeeded(BaseSampler):
         self.told: "TrialState | None" = None
 
     def before_trial(self, study: "optuna.Study", trial: "FrozenTrial") -> None:
-        self.trial_id, self.told = trial._trial_id, None
+        self.trial_id, self.told = upstream.trial_id(trial), None
         if self._seed is not None and self._per_trial:
             self._sampler = self._build(trial_seed(self._seed, position(study, trial)))
         self._sampler.before_trial(study, trial)
@@ -76,7 +78,7 @@ class TrialSeeded(BaseSampler):
 
     def after_trial(self, study: "optuna.Study", trial: "FrozenTrial", state: "TrialState",
                     values: Sequence[float] | None) -> None:
-        if trial._trial_id == self.trial_id:
+        if upstream.trial_id(trial) == self.trial_id:
             self.told = state
         self._sampler.after_trial(study, trial, state, values)
 
