@@ -174,15 +174,20 @@ def predict(model: str = typer.Argument(..., help="Model folder or Hub repo id."
             text_separator: str = typer.Option(" ", help="Joins the columns of a repeated --text-column."),
             text_pair_column: Optional[str] = typer.Option(None, help="Column with the second text (pairs)."),
             label_column: Optional[str] = typer.Option(None, help="Column with gold labels: adds metrics."),
-            out: Optional[Path] = typer.Option(None, help="Write predictions here (csv)."),
+            label_separator: Optional[str] = typer.Option(
+                None, help="Multi-label models: the gold label column is a string of labels joined by this."),
+            out: Optional[Path] = typer.Option(None, help="Write predictions here (csv; JSONL when a row holds "
+                                                          "lists: words, tags, label sets)."),
             max_length: Optional[int] = typer.Option(
                 None, min=1, help="Tokens per text after truncation. Default: the length the model was trained "
                                   "with (hpo saves it), else the tokenizer's maximum.")) -> None:
-    """Predict labels for new data with a saved or pushed model; metrics when labels are given."""
+    """Predict new data with a saved or pushed model, as the task it was trained for; metrics when labels are
+    given."""
     from hpo.predict import run_predict
 
     summary = run_predict(model, data, text_column=text_column, text_separator=text_separator,
-                          text_pair_column=text_pair_column, label_column=label_column, out=out, max_length=max_length)
+                          text_pair_column=text_pair_column, label_column=label_column, out=out, max_length=max_length,
+                          label_separator=label_separator)
     _out(json.dumps(summary, indent=2))
 
 

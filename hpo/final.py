@@ -87,10 +87,19 @@ def promote(study: "LoadedStudy", model_id: str, optuna_study: "optuna.Study", s
     else:
         train_configuration(study, model_id, splits, best.params, tmp)
         how = "retrained"
+    finalized = settle(study, tmp, splits)
     info = {"study": optuna_study.study_name, **made_from, "trial": best.number, "value": best.values[0],
-            "params": best.params, "how": how, "seconds": round(time.perf_counter() - start, 2)}
+            "params": best.params, "how": how, "seconds": round(time.perf_counter() - start, 2),
+            "finalized": finalized}
     write_json(tmp / MARKER, info)
     shutil.rmtree(target, ignore_errors=True)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp.replace(target)
     return info
+
+
+def settle(study: "LoadedStudy", folder: Path, splits: "Splits") -> dict[str, Any]:
+    """What the task settles on validation into the saved model's config.json (a multi-label threshold)."""
+    spec = study.spec
+    return study.task.finalize(folder, splits.validation, splits.label_names, max_length=spec.dataset.max_length,
+                               objective=spec.objective.metric)

@@ -64,7 +64,6 @@ def search(study: "LoadedStudy", splits: "Splits", storage: Any, *, max_trials: 
 def finalize(study: "LoadedStudy", splits: "Splits", storage: Any, *,
              timings: dict[str, float] | None = None) -> dict[str, Any]:
     """Promote, evaluate on unseen data and write results.json; once, whoever else asks at the same time."""
-    from hpo.evaluation import evaluate_on
     from hpo.final import MARKER, final_lock, model_dir, promote
     from hpo.results import build_results
     from hpo.selection.choose import choose
@@ -97,8 +96,8 @@ def finalize(study: "LoadedStudy", splits: "Splits", storage: Any, *,
                 test = gated  # the same saved model, already scored on the same rows by the gate
             else:
                 progress.say(f"evaluating trial {final['trial']} of {name!r} on {len(splits.test)} unseen rows")
-                test = evaluate_on(str(target), splits.test, splits.label_names,
-                                   max_length=spec.dataset.max_length, average=spec.objective.average)
+                test = study.task.evaluate(str(target), splits.test, splits.label_names,
+                                           max_length=spec.dataset.max_length)
             rows.append({"model": model, "study_name": name, "path": str(target), "final": final,
                          "test": test, "optuna_study": optuna_study, "trial": choice.trial,
                          "selection": choice.record})
@@ -194,7 +193,7 @@ def run(study: "LoadedStudy", *, workers: int = 0, push: bool = True,
     final = results["final"]
     from hpo.selection.gate import test_metric
 
-    shown = test_metric(study.spec.objective.metric)
+    shown = test_metric(study)
     progress.say(f"final model: trial {final['trial']} ({final['how']}), test "
                  f"{shown}={final['test_metrics'][shown]:.4f} -> {final['path']}")
     if push:

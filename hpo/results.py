@@ -60,6 +60,12 @@ def model_summary(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _examples(splits: Any, n: int = 3) -> list[dict[str, Any]]:
+    """The first test rows (canonical columns): the model card's widget examples."""
+    test = getattr(splits, "test", None)
+    return test.select(range(min(n, len(test)))).to_list() if test is not None else []
+
+
 def _ran_on(study: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The precision the trials trained in and their devices, as recorded by each trial (workers may differ
     from this machine); this machine's choice for a study whose trials recorded none."""
@@ -88,7 +94,7 @@ def build_results(study: Any, splits: Any, rows: list[dict[str, Any]], *, timing
         "study": spec.name, "study_file": str(study.paths.study_file), "task": spec.task,
         "storage": redact(study.paths.storage_url),
         "objective": {"metric": spec.objective.metric, "direction": spec.objective.resolved_direction},
-        "data": splits.summary(),
+        "data": {**splits.summary(), "examples": _examples(splits)},
         "search": {"n_trials": spec.search.n_trials,
                    "space": {k: v.model_dump() for k, v in spec.search.space.items()},
                    "sampler": spec.search.sampler.model_dump(), "pruner": resolved_pruner(study).model_dump(),
@@ -96,9 +102,10 @@ def build_results(study: Any, splits: Any, rows: list[dict[str, Any]], *, timing
         "final": {"model": winner["model"], "study_name": winner["study_name"], "trial": winner["best_trial"],
                   "how": winner["final"]["how"], "path": winner["path"], "params": winner["best_params"],
                   "validation_metrics": winner["validation_metrics"],
-                  "test_metrics": winner["test"]["metrics"], "labels": winner["test"]["labels"],
-                  "confusion_matrix": winner["test"]["confusion_matrix"],
-                  "per_class": winner["test"]["per_class"]},
+                  "test_metrics": winner["test"]["metrics"], "finalized": winner["final"].get("finalized", {}),
+                  # the task's tables: labels, confusion matrix, per class / per entity type, distribution
+                  **{k: v for k, v in winner["test"].items() if k not in ("metrics", "examples",
+                                                                          "latency_ms_per_example")}},
         "models": models,
         "trials": {m["study_name"]: [trial_record(t) for t in r["optuna_study"].get_trials(deepcopy=False)]
                    for m, r in zip(models, rows)},

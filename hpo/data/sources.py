@@ -34,6 +34,8 @@ def load_raw(study: "LoadedStudy") -> tuple[dict[str, "datasets.Dataset"], str]:
 def _from_files(study: "LoadedStudy") -> tuple[dict[str, "datasets.Dataset"], str]:
     import datasets
 
+    from hpo.tasks import Where
+
     d = study.spec.dataset
     out: dict[str, datasets.Dataset] = {}
     digest = hashlib.sha256()
@@ -57,6 +59,10 @@ def _from_files(study: "LoadedStudy") -> tuple[dict[str, "datasets.Dataset"], st
         if len(lines) <= (1 if path.suffix.lower() == ".csv" else 0):
             raise DataError(f"{given} has no rows", hint="point it at a file with rows", **where)
         digest.update(split.encode() + hashlib.sha256(raw).digest())
+        own = study.task.read_file(path, where=Where(study.file), split=split)  # a format only the task knows
+        if own is not None:
+            out[split] = own
+            continue
         try:
             with _builders_silent():  # they log the parse error too; it is reported once, below
                 ds = datasets.load_dataset(BUILDERS[path.suffix.lower()], data_files={split: str(path)},
@@ -112,7 +118,7 @@ def _from_bbc_news(study: "LoadedStudy") -> tuple[dict[str, "datasets.Dataset"],
             digest.update(f"{topic_dir.name}/{f.name}:".encode() + hashlib.sha256(raw).digest())
             texts.append(" ".join(raw.decode("utf-8", errors="replace").split()))
             labels.append(topic_dir.name)
-    ds = datasets.Dataset.from_dict({d.text_column: texts, d.label_column: labels})
+    ds = datasets.Dataset.from_dict({d.text_columns[0]: texts, d.label_column: labels})
     return {"train": ds}, digest.hexdigest()
 
 

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hpo import metrics as metric_lib
 from hpo.devices import precision_defaults  # the choice per device lives there
 from hpo.models import BaseModel, load_tokenizer, resolve_model
 from hpo.search.space import make_hp_space
@@ -18,14 +17,14 @@ if TYPE_CHECKING:
     from hpo.data import Splits
     from hpo.spec import LoadedStudy
 
-_BASE_MODELS: dict[tuple[str, tuple[str, ...]], BaseModel] = {}
+_BASE_MODELS: dict[tuple[str, str, tuple[str, ...]], BaseModel] = {}
 
 
-def base_model(source: str, label_names: list[str]) -> BaseModel:
-    """One BaseModel per process and label set: the weights are read from disk once."""
-    key = (source, tuple(label_names))
+def base_model(source: str, label_names: list[str], task: Any = None) -> BaseModel:
+    """One BaseModel per process, task and label set: the weights are read from disk once."""
+    key = (source, task.name if task is not None else "text-classification", tuple(label_names))
     if key not in _BASE_MODELS:
-        _BASE_MODELS[key] = BaseModel(source, id2label=dict(enumerate(label_names)))
+        _BASE_MODELS[key] = BaseModel(source, id2label=dict(enumerate(label_names)), task=task)
     return _BASE_MODELS[key]
 
 
@@ -81,18 +80,6 @@ def _has_cuda() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def compute_metrics_fn(study: "LoadedStudy") -> Any:
-    names = metric_lib.metric_names(study.spec.objective.metric)
-    for n in names:
-        metric_lib.load_metric(n)  # fail before training, not at the first evaluation
-    average = study.spec.objective.average
-
-    def compute(pred: Any) -> dict[str, float]:
-        logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
-        return metric_lib.compute(names, np.argmax(logits, axis=-1), pred.label_ids, average=average)
-    return compute
-
-
 def by_length(dataset: Any) -> Any:
     """Rows shortest first: the order does not change a metric, and each evaluation batch then pads only
     to about its own rows' length (random order pads most rows to the longest of 128)."""
@@ -109,8 +96,6 @@ def pruning_subset(validation: Any, n: int | None, *, seed: int) -> Any:
 def build_trainer(study: "LoadedStudy", model_id: str, splits: "Splits", *, checkpoints: Path | None,
                   params: dict[str, Any] | None = None, **overrides: Any) -> Any:
     """The search's Trainer (no `params`), or one built for a configuration (see `training_arguments`)."""
-    from transformers import DataCollatorWithPadding
-
     from hpo.data import tokenize_splits
     from hpo.search.trainer import SearchTrainer
     from hpo.study.factory import decision_points, resolved_pruner
@@ -120,16 +105,16 @@ def build_trainer(study: "LoadedStudy", model_id: str, splits: "Splits", *, chec
     source = resolve_model(model_id, str(study.paths.base_dir))
     tokenizer = load_tokenizer(source)
     tokenized = tokenize_splits(splits, tokenizer, max_length=spec.dataset.max_length,
-                                cache_dir=study.paths.output_dir / "cache")
-    base = base_model(source, splits.label_names)
+                                cache_dir=study.paths.output_dir / "cache", task=study.task)
+    base = base_model(source, splits.label_names, study.task)
     scratch = study.paths.output_dir / "scratch"
     trainer = SearchTrainer(
         model_init=lambda trial=None: base.build(),
         args=training_arguments(study, scratch, params, **overrides),
         configure=lambda values: training_arguments(study, scratch, values),
         train_dataset=tokenized["train"], eval_dataset=by_length(tokenized["validation"]),
-        data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
-        compute_metrics=compute_metrics_fn(study),
+        data_collator=study.task.collator(tokenizer), processing_class=tokenizer,
+        compute_metrics=study.task.compute_metrics_fn(splits.label_names, objective=spec.objective.metric),
         evals_per_epoch=spec.search.evals_per_epoch, points=decision_points(resolved_pruner(study)),
         objective_key=spec.objective.metric,
         direction=spec.objective.resolved_direction, checkpoints=checkpoints,

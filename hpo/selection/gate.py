@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from hpo import progress
 from hpo.results import read_json, write_json
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from hpo.spec import LoadedStudy
 
 PROPORTIONS = {"accuracy", "f1", "precision", "recall"}  # metrics in [0, 1] where a binomial error fits
+BINOMIAL = "95% binomial half-width of a difference"
 KEY_FILE = "made-from.json"  # the selection folder's data key and study id
 
 
@@ -48,11 +49,11 @@ def selection_cache(study: "LoadedStudy", optuna_study: "optuna.Study", splits: 
     return folder
 
 
-def test_metric(metric: str) -> str:
-    """The unseen-data metric compared with validation: the objective's, else accuracy (for loss)."""
-    from hpo.evaluation import ALL_METRICS
-
-    return metric if metric in ALL_METRICS else "accuracy"
+def test_metric(study: "LoadedStudy") -> str:
+    """The unseen-data metric compared with validation: the objective's when the task's evaluation returns it,
+    else the task's default metric (for loss)."""
+    metric, task = study.spec.objective.metric, study.task
+    return metric if metric in task.metrics else task.default_metric
 
 
 def trial_model(study: "LoadedStudy", model_id: str, trial: "optuna.trial.FrozenTrial", splits: "Splits",
@@ -88,59 +89,68 @@ def gated_evaluation(study: "LoadedStudy", optuna_study: "optuna.Study", splits:
 def run_gate(study: "LoadedStudy", model_id: str, optuna_study: "optuna.Study", splits: "Splits",
              candidates: list["optuna.trial.FrozenTrial"]) -> dict[str, Any] | None:
     """Score the first top_k candidates on the test split; None when the gate is off (top_k 1)."""
-    from hpo.evaluation import evaluate_on
+    from hpo.final import settle
     from hpo.study.workers import study_uid
 
-    spec = study.spec
+    spec, task = study.spec, study.task
     k = min(spec.selection.top_k, len(candidates))
     if spec.selection.top_k < 2 or k < 2:
         return None
     folder = selection_cache(study, optuna_study, splits)
     cache_path = folder / "gate.json"
     cache = read_json(cache_path) or {}
-    metric = test_metric(spec.objective.metric)
-    rows = []
+    metric = test_metric(study)
+    rows, evaluations = [], {}
     for t in candidates[:k]:
         entry = cache.get(str(t.number))
         if entry is None:
             path, source = trial_model(study, model_id, t, splits, folder, study_uid(optuna_study))
             progress.say(f"gate: scoring trial {t.number} on {len(splits.test)} unseen rows")
-            result = evaluate_on(path, splits.test, splits.label_names, max_length=spec.dataset.max_length,
-                                 average=spec.objective.average)
+            settle(study, Path(path), splits)  # scored as the final model will be (its threshold set)
+            result = task.evaluate(path, splits.test, splits.label_names, max_length=spec.dataset.max_length)
             entry = {"source": source, "test_metrics": result["metrics"], "evaluation": result}
             cache[str(t.number)] = entry
             write_json(cache_path, cache)
+        evaluations[t.number] = entry["evaluation"]
         rows.append({"trial": t.number, "validation": primary_value(t), "test": entry["test_metrics"][metric],
                      "source": entry["source"]})
     return summarize(rows, maximize=spec.objective.resolved_direction == "maximize", metric=metric,
-                     validation_metric=spec.objective.metric, n_test=len(splits.test))
+                     validation_metric=spec.objective.metric, n_test=len(splits.test),
+                     test_maximize=task.metric_direction(metric) == "maximize",
+                     noise_of=lambda a, b: task.gate_noise(metric, evaluations[a], evaluations[b]))
 
 
 def summarize(rows: list[dict[str, Any]], *, maximize: bool, metric: str, validation_metric: str,
-              n_test: int) -> dict[str, Any]:
+              n_test: int, test_maximize: bool = True,
+              noise_of: Callable[[int, int], tuple[float, str] | None] | None = None) -> dict[str, Any]:
     """Ranks, rank correlation and the warning, from rows of trial/validation/test values.
 
-    Rows come in the order the selection ranks them; the first is the validation winner. Test metrics are
-    always maximized (the gate compares accuracy-like scores on unseen data).
+    Rows come in the order the selection ranks them; the first is the validation winner. `test_maximize`
+    is the test metric's direction (errors such as mse are minimized).
     """
     val_ranks = ranks([r["validation"] for r in rows], maximize=maximize)
-    test_ranks = ranks([r["test"] for r in rows], maximize=True)
+    test_ranks = ranks([r["test"] for r in rows], maximize=test_maximize)
     for r, vr, tr in zip(rows, val_ranks, test_ranks):
         r["validation_rank"], r["test_rank"] = vr, tr
     corr = rank_correlation([r["validation"] for r in rows], [r["test"] for r in rows])
-    if not maximize and corr["spearman"] is not None:  # lower loss should mean higher accuracy: flip the sign
+    if maximize != test_maximize and corr["spearman"] is not None:  # lower loss should mean higher accuracy
         corr = {k: -v for k, v in corr.items()}
     chosen = rows[0]
-    unseen_best = max(rows, key=lambda r: r["test"])
-    gap = unseen_best["test"] - chosen["test"]
-    noise = binomial_noise(chosen["test"], unseen_best["test"], n_test) if metric in PROPORTIONS else None
+    sign = 1 if test_maximize else -1
+    unseen_best = max(rows, key=lambda r: sign * r["test"])
+    gap = sign * (unseen_best["test"] - chosen["test"])
+    noise, kind = None, None
+    if metric in PROPORTIONS:
+        noise, kind = binomial_noise(chosen["test"], unseen_best["test"], n_test), BINOMIAL
+    elif noise_of is not None and unseen_best["trial"] != chosen["trial"]:  # else a bootstrap, where the task has one
+        noise, kind = noise_of(chosen["trial"], unseen_best["trial"]) or (None, None)
+    kind = kind if noise is not None else None
     warning = None
     if unseen_best["trial"] != chosen["trial"] and gap > 0 and (noise is None or gap > noise):
         warning = (f"validation winner #{chosen['trial']} scores {metric} {chosen['test']:.4f} on unseen data, "
                    f"but #{unseen_best['trial']} scores {unseen_best['test']:.4f}: a gap of {gap:.4f}, more than "
-                   + (f"the noise (±{noise:.4f}, 95% binomial on {n_test} examples)" if noise is not None
+                   + (f"the noise (±{noise:.4f}, {kind.split(' half-width')[0]} on {n_test} examples)" if noise is not None
                       else "zero (no noise estimate for this metric)")
                    + "; the validation ranking may not hold up, consider more validation data or more seeds")
     return {"k": len(rows), "validation_metric": validation_metric, "test_metric": metric, "rows": rows,
-            **corr, "noise": noise, "noise_kind": "95% binomial half-width of a difference" if noise is not None
-            else None, "unseen_winner": unseen_best["trial"], "gap": gap, "warning": warning}
+            **corr, "noise": noise, "noise_kind": kind, "unseen_winner": unseen_best["trial"], "gap": gap, "warning": warning}
