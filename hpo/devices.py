@@ -83,6 +83,13 @@ def current_gpu() -> Gpu | None:
                memory_total=int(props.total_memory))
 
 
+def inference_device() -> int | str:
+    """Where pipelines score unseen data: the process's GPU (pinned by CUDA_VISIBLE_DEVICES) or the CPU."""
+    import torch
+
+    return 0 if torch.cuda.is_available() else "cpu"
+
+
 # -- precision ----------------------------------------------------------------------------------------
 
 def precision_defaults(training: dict[str, Any], hw: Hardware | None = None) -> dict[str, Any]:

@@ -13,10 +13,11 @@ ALL_METRICS = ["accuracy", "f1", "precision", "recall", "matthews_correlation"]
 def make_pipeline(model: str, *, batch_size: int = 64, max_length: int | None = None) -> Any:
     from transformers import pipeline
 
+    from hpo.devices import inference_device
     from hpo.search.setup import set_threads
 
     set_threads()
-    pipe = pipeline("text-classification", model=model, device="cpu", batch_size=batch_size)
+    pipe = pipeline("text-classification", model=model, device=inference_device(), batch_size=batch_size)
     pipe.hpo_max_length = max_length or getattr(pipe.tokenizer, "model_max_length", 512)
     if pipe.hpo_max_length > 4096:
         pipe.hpo_max_length = 512

@@ -269,3 +269,12 @@ def test_the_gpu_check_tells_flat_memory_from_a_leak() -> None:
     assert gpu_check.memory_flat(steady, model_mb)["flat"] is True
     assert gpu_check.memory_flat(leaking, model_mb)["flat"] is False
     assert gpu_check.per_device(steady) == {"cuda:0": 4, "cuda:1": 4}
+
+
+def test_pipelines_score_unseen_data_on_the_process_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert devices.inference_device() == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert devices.inference_device() == 0  # the one GPU CUDA_VISIBLE_DEVICES leaves this process

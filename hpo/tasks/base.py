@@ -192,10 +192,11 @@ def make_pipeline(task: str, model: str, *, max_length: int, batch_size: int = 6
     """A CPU pipeline whose tokenizer truncates at `max_length` (also for pipelines that take no max_length)."""
     from transformers import pipeline
 
+    from hpo.devices import inference_device
     from hpo.search.setup import set_threads
 
     set_threads()
-    pipe = pipeline(task, model=model, device="cpu", batch_size=batch_size, **kwargs)
+    pipe = pipeline(task, model=model, device=inference_device(), batch_size=batch_size, **kwargs)
     limit = min(max_length, getattr(pipe.model.config, "max_position_embeddings", max_length) or max_length)
     pipe.tokenizer.model_max_length = limit
     return pipe
