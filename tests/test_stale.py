@@ -105,7 +105,7 @@ def test_the_bbc_news_key_follows_the_content(tmp_path: Path, monkeypatch: pytes
         (tmp_path / topic).mkdir()
         (tmp_path / topic / "001.txt").write_text(f"a {topic} story")
     monkeypatch.setattr(sources, "bbc_news_root", lambda: tmp_path)
-    study = SimpleNamespace(spec=SimpleNamespace(dataset=SimpleNamespace(text_column="text", label_column="label")))
+    study = SimpleNamespace(spec=SimpleNamespace(dataset=SimpleNamespace(text_columns=["text"], label_column="label")))
     _, before = sources._from_bbc_news(study)
     (tmp_path / "tech" / "001.txt").write_text("another tech story")  # as many files, other text
     raw, after = sources._from_bbc_news(study)

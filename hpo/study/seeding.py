@@ -2,10 +2,11 @@
 
 A sampler built once per process with the study's seed starts its random stream afresh in every process, so
 a resumed study drew again the configurations it had already run. Here the study's sampler is built anew for
-each trial, seeded from the study seed and the trial's position: the number of trials before it, leaving out
-the ones stopped before they finished and queued again (Ctrl-C, SIGTERM, a dead worker). A trial then sees
-the same seed and the same finished trials whether the study ran in one go or was stopped and resumed, and
-workers asking at the same moment hold different positions, so they never draw alike.
+each trial, seeded from the study seed and the trial's position: the number of trials before it, leaving out the
+re-runs of trials stopped before they finished (Ctrl-C, SIGTERM, a dead worker), which carry their
+parameters and draw nothing. A trial then sees the same seed whether the study ran in one go or was stopped
+and resumed. Whether a trial is a re-run is fixed when it is created, so a position never changes once
+given, and two trials that draw never share one: workers asking at the same moment never draw alike.
 
 Samplers keep what they learn in the store (CMA-ES its state in trial attributes, NSGA-II its populations
 in study attributes), so a fresh instance per trial loses nothing. The grid sampler keeps the study seed: it
@@ -33,14 +34,10 @@ def trial_seed(seed: int, position: int) -> int:
 
 
 def position(study: "optuna.Study", trial: "FrozenTrial") -> int:
-    """Trials numbered before `trial`, less the failed ones a retry stands in for."""
-    from optuna.trial import TrialState
-
+    """Trials numbered before `trial`, less the re-runs of stopped trials."""
     # from the storage: a pruner may hand the sampler a filtered study (Hyperband: one bracket)
     trials = upstream.storage_of(study).get_all_trials(upstream.study_id(study), deepcopy=False)
-    replaced = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
-    return sum(1 for t in trials if t.number < trial.number
-               and not (t.state == TrialState.FAIL and t.number in replaced))
+    return sum(1 for t in trials if t.number < trial.number and "retry_history" not in t.system_attrs)
 
 
 class TrialSeeded(BaseSampler):
