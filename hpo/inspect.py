@@ -30,7 +30,7 @@ def print_status(study: "LoadedStudy", *, limit: int = 50) -> None:
     from rich.table import Table
 
     from hpo.progress import format_params
-    from hpo.selection.objectives import objective_names
+    from hpo.study.objectives import objective_names
     from hpo.selection.pareto import front_numbers
 
     console = Console(highlight=False)
@@ -61,7 +61,7 @@ def print_status(study: "LoadedStudy", *, limit: int = 50) -> None:
 
 
 def best_trials(study: "LoadedStudy") -> Any:
-    from hpo.selection.objectives import objective_names
+    from hpo.study.objectives import objective_names
     from hpo.selection.pareto import ranked
 
     out = []

@@ -28,7 +28,7 @@ def train_configuration(study: "LoadedStudy", model_id: str, splits: "Splits", p
                         *, score: bool = False, **overrides: Any) -> Trained:
     """Train `params` (over the study file's `training`, under `overrides`), save the model and tokenizer to `out`."""
     from hpo.search.setup import build_trainer
-    from hpo.selection.objectives import objective_key
+    from hpo.study.objectives import objective_key
 
     # no evaluation while training: a final model is scored afterwards, on whichever split the caller needs
     trainer = build_trainer(study, model_id, splits, checkpoints=None, params=params, eval_strategy="no",

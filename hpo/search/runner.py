@@ -78,7 +78,7 @@ def enqueue_initial(ctx: SearchContext) -> None:
     Only into a new study, so a resumed or shared study never gets them twice.
     """
     from hpo.search.space import trainer_defaults
-    from hpo.selection.warm import enqueue_warm_start, warm_start
+    from hpo.search.warm import enqueue_warm_start, warm_start
 
     s = ctx.study.spec
     if ctx.optuna_study.user_attrs.get("initial_enqueued") or ctx.optuna_study.get_trials(deepcopy=False):
@@ -112,7 +112,7 @@ def run_trials(ctx: SearchContext, *, max_trials: int | None = None, timeout: fl
     """
     import optuna
 
-    from hpo.selection.objectives import make_objective, search_direction
+    from hpo.study.objectives import make_objective, search_direction
 
     spec = ctx.study.spec
     n_trials = spec.search.n_trials

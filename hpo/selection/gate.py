@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from hpo import progress
 from hpo.results import read_json, write_json
-from hpo.selection.objectives import primary_value
+from hpo.study.objectives import primary_value
 from hpo.selection.stats import binomial_noise, rank_correlation, ranks
 
 if TYPE_CHECKING:
