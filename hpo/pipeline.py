@@ -31,7 +31,7 @@ def prepare(study: "LoadedStudy") -> "Splits":
 
     splits = prepare_splits(study)
     progress.say(f"data: {len(splits.train)} train, {len(splits.validation)} validation, {len(splits.test)} test "
-                 f"rows; labels {', '.join(splits.label_names)}")
+                 f"rows; {study.task.describe_labels(splits.label_names)}")
     return splits
 
 

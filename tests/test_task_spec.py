@@ -4,6 +4,7 @@ in one line; CoNLL files for token classification; the gate ranks unseen errors 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -115,3 +116,66 @@ def test_regression_gate_noise_is_a_paired_bootstrap_over_test_rows() -> None:
                      test_maximize=False, noise_of=lambda a, b: task.gate_noise("mse", evaluations[a], evaluations[b]))
     assert gate["noise"] == pytest.approx(noise) and gate["noise_kind"] == kind
     assert "95% bootstrap on 400 examples" in gate["warning"]
+
+
+def _ner_rows(rng: Any, n: int, wrong: float) -> tuple[list[list[str]], list[list[str]]]:
+    """Sentences of 6 words with a PER or LOC entity, and predictions that miss or mistype some."""
+    gold, pred = [], []
+    for _ in range(n):
+        start, kind = int(rng.integers(0, 5)), str(rng.choice(["PER", "LOC"]))
+        tags = ["O"] * 6
+        tags[start], tags[start + 1] = f"B-{kind}", f"I-{kind}"
+        guess = list(tags)
+        if rng.random() < wrong:
+            other = "LOC" if kind == "PER" else "PER"
+            guess[start], guess[start + 1] = ("O", "O") if rng.random() < 0.5 else (f"B-{other}", f"I-{other}")
+        gold.append(tags)
+        pred.append(guess)
+    return gold, pred
+
+
+def test_ner_gate_noise_is_a_paired_bootstrap_over_sentences() -> None:
+    import numpy as np
+
+    from hpo.tasks import get_task
+    from hpo.tasks.ner_metrics import count_score, ner_scores, sentence_counts
+
+    rng = np.random.default_rng(0)
+    gold, good = _ner_rows(rng, 300, 0.1)
+    rng = np.random.default_rng(0)
+    _, bad = _ner_rows(rng, 300, 0.6)  # the same sentences (same draws), more mistakes
+    for pred in (good, bad):
+        expected, _ = ner_scores(gold, pred)
+        counts = np.asarray(sentence_counts(gold, pred))
+        assert {m: count_score(m, counts) for m in expected} == pytest.approx(expected)
+    task = get_task("token-classification")
+    a, b = {"sentence_counts": sentence_counts(gold, good)}, {"sentence_counts": sentence_counts(gold, bad)}
+    noise, kind = task.gate_noise("f1", a, b)
+    gap = ner_scores(gold, good)[0]["f1"] - ner_scores(gold, bad)[0]["f1"]
+    assert kind.startswith("95% bootstrap") and 0 < noise < gap
+    assert task.gate_noise("f1", a, {"sentence_counts": []}) is None
+
+
+def test_multi_label_gate_noise_is_a_paired_bootstrap_and_matches_sklearn() -> None:
+    import numpy as np
+
+    from hpo.tasks import get_task
+    from hpo.tasks.multi_label_metrics import multilabel_scores, one_score
+
+    rng = np.random.default_rng(1)
+    gold = rng.random((400, 5)) < 0.3
+    gold[:, 4] = False  # a label nobody has: macro F1 counts it as 0, as sklearn does with zero_division=0
+    good, bad = gold ^ (rng.random(gold.shape) < 0.05), gold ^ (rng.random(gold.shape) < 0.3)
+    for pred in (good, bad):
+        expected = multilabel_scores(gold, pred)
+        assert {m: one_score(m, gold, pred) for m in expected} == pytest.approx(expected)
+    task = get_task("multi-label-classification")
+
+    def result(pred: Any) -> dict[str, Any]:
+        return {"labels": list("abcde"), "label_rows": [[np.flatnonzero(g).tolist(), np.flatnonzero(p).tolist()]
+                                                        for g, p in zip(gold, pred)]}
+    noise, kind = task.gate_noise("f1_micro", result(good), result(bad))
+    gap = multilabel_scores(gold, good)["f1_micro"] - multilabel_scores(gold, bad)["f1_micro"]
+    assert kind.startswith("95% bootstrap") and 0 < noise < gap
+    assert task.gate_noise("hamming_loss", result(good), result(bad))[0] > 0
+    assert task.gate_noise("f1_micro", result(good), {"labels": list("abcde"), "label_rows": []}) is None

@@ -4,7 +4,7 @@ A sampler built once per process with the study's seed starts its random stream 
 a resumed study drew again the configurations it had already run. Here the study's sampler is built anew for
 each trial, seeded from the study seed and the trial's position: the number of trials before it, leaving out the
 re-runs of trials stopped before they finished (Ctrl-C, SIGTERM, a dead worker), which carry their
-parameters and draw nothing. A trial then sees the same seed whether the study ran in one go or was stopped
+parameters and draw, if anything, with the seed of the trial they re-run. A trial then sees the same seed whether the study ran in one go or was stopped
 and resumed. Whether a trial is a re-run is fixed when it is created, so a position never changes once
 given, and two trials that draw never share one: workers asking at the same moment never draw alike.
 
@@ -34,10 +34,12 @@ def trial_seed(seed: int, position: int) -> int:
 
 
 def position(study: "optuna.Study", trial: "FrozenTrial") -> int:
-    """Trials numbered before `trial`, less the re-runs of stopped trials."""
+    """Trials numbered before `trial`, less the re-runs of stopped trials; a re-run takes the position of
+    the trial it re-runs, so what it draws (values its stopped trial never asked for) is that trial's."""
     # from the storage: a pruner may hand the sampler a filtered study (Hyperband: one bracket)
     trials = upstream.storage_of(study).get_all_trials(upstream.study_id(study), deepcopy=False)
-    return sum(1 for t in trials if t.number < trial.number and "retry_history" not in t.system_attrs)
+    number = trial.system_attrs.get("failed_trial", trial.number)
+    return sum(1 for t in trials if t.number < number and "retry_history" not in t.system_attrs)
 
 
 class TrialSeeded(BaseSampler):

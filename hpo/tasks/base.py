@@ -118,6 +118,10 @@ class Task(abc.ABC):
         Label names come from train; a label in another split that train never has is an error naming it.
         """
 
+    def describe_labels(self, label_names: list[str]) -> str:
+        """What the model learns to output, for the run's `data:` line: "labels a, b, c"."""
+        return f"labels {', '.join(label_names)}"
+
     # -- training ----------------------------------------------------------------------------------
     @abc.abstractmethod
     def encode_fn(self, tokenizer: Any, *, max_length: int,

@@ -22,7 +22,8 @@ from hpo.tasks.base import (Columns, Prepared, Task, Where, check_columns, in_le
                             make_pipeline, pair_inputs, read_texts, text_dataset, text_encode_fn, text_inputs, text_needs,
                             text_value, joined_texts,
                             widget_examples)
-from hpo.tasks.multi_label_metrics import (THRESHOLD_KEY, choose_threshold, multilabel_scores, per_label,
+from hpo.tasks.bootstrap import paired_half_width
+from hpo.tasks.multi_label_metrics import (THRESHOLD_KEY, choose_threshold, multilabel_scores, one_score, per_label,
                                            sigmoid)
 from hpo.tasks.options import MultiLabelOptions
 
@@ -176,7 +177,21 @@ class MultiLabelClassification(Task):
         gold = gold_matrix([[label_names[i] for i in row] for row in dataset["label"]], names)
         pred = probs >= threshold
         return {"metrics": multilabel_scores(gold, pred), "per_class": per_label(gold, pred, names),
-                "labels": names, "threshold": threshold, "examples": len(gold), "latency_ms_per_example": ms}
+                "labels": names, "threshold": threshold, "examples": len(gold), "latency_ms_per_example": ms,
+                "label_rows": [[np.flatnonzero(g).tolist(), np.flatnonzero(p).tolist()] for g, p in zip(gold, pred)]}
+
+    def gate_noise(self, metric: str, a: dict[str, Any], b: dict[str, Any]) -> tuple[float, str] | None:
+        """A paired bootstrap over the test rows (F1 and Hamming loss are no proportions of examples)."""
+        if metric not in self.metrics or a.get("labels") != b.get("labels") or not a.get("labels"):
+            return None
+        n = len(a["labels"])
+
+        def matrices(result: dict[str, Any]) -> np.ndarray:  # rows x (gold, predicted) x labels
+            out = np.zeros((len(result.get("label_rows") or []), 2, n), dtype=bool)
+            for i, (gold, pred) in enumerate(result.get("label_rows") or []):
+                out[i, 0, gold], out[i, 1, pred] = True, True
+            return out
+        return paired_half_width(lambda m: one_score(metric, m[:, 0], m[:, 1]), matrices(a), matrices(b))
 
     def predict(self, model: str, rows: list[dict[str, Any]], *, max_length: int,
                 batch_size: int = 64) -> dict[str, Any]:

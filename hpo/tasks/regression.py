@@ -19,11 +19,11 @@ from hpo.tasks.base import (Prepared, Task, TaskOptions, Where, check_columns, i
                             pair_inputs, read_texts, text_dataset, text_encode_fn, text_inputs, text_needs,
                             text_value, joined_texts,
                             widget_examples)
+from hpo.tasks.bootstrap import paired_half_width
 
 if TYPE_CHECKING:
     import datasets
 
-BOOTSTRAP_ROUNDS = 300
 METRIC_ORDER = ["pearson", "spearman", "mse", "rmse", "mae", "loss"]
 
 
@@ -103,6 +103,9 @@ class TextRegression(Task):
                               key="label_column", hint="check the label column")
         return Prepared(out, [c.label])
 
+    def describe_labels(self, label_names: list[str]) -> str:
+        return f"a value to predict ({', '.join(label_names)})"
+
     def encode_fn(self, tokenizer: Any, *, max_length: int, label_names: list[str]) -> Callable:
         return text_encode_fn(tokenizer, max_length, lambda values: [float(v) for v in values])
 
@@ -139,15 +142,10 @@ class TextRegression(Task):
 
     def gate_noise(self, metric: str, a: dict[str, Any], b: dict[str, Any]) -> tuple[float, str] | None:
         """A paired bootstrap over the test rows (the binomial does not apply to correlations and errors)."""
-        pa, pb = np.asarray(a.get("points") or []), np.asarray(b.get("points") or [])
-        if len(pa) < 3 or pa.shape != pb.shape or metric not in self.metrics:
+        if metric not in self.metrics:
             return None
-        rng = np.random.default_rng(0)
-        diffs = []
-        for _ in range(BOOTSTRAP_ROUNDS):
-            rows = rng.integers(0, len(pa), len(pa))
-            diffs.append(one_score(metric, pa[rows, 1], pa[rows, 0]) - one_score(metric, pb[rows, 1], pb[rows, 0]))
-        return 1.96 * float(np.std(diffs)), f"95% bootstrap half-width of a difference ({BOOTSTRAP_ROUNDS} resamples)"
+        return paired_half_width(lambda points: one_score(metric, points[:, 1], points[:, 0]),
+                                 a.get("points") or [], b.get("points") or [])
 
     def predict(self, model: str, rows: list[dict[str, Any]], *, max_length: int,
                 batch_size: int = 64) -> dict[str, Any]:

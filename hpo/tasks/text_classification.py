@@ -2,7 +2,7 @@
 
 The classes are the label values present in train (strings are their own names; integers are named by
 their value, or by dataset.label_names as a list for 0..n-1 or a mapping for any values). Metrics, the
-pipeline evaluation and the report sections are those of hpo/metrics, hpo/evaluation.py and
+pipeline evaluation and the report sections are those of hpo/metrics, hpo/tasks/classification_scores.py and
 hpo/report/sections.py.
 """
 
@@ -160,18 +160,20 @@ class TextClassification(Task):
 
     def evaluate(self, model: str, dataset: "datasets.Dataset", label_names: list[str], *, max_length: int,
                  batch_size: int = 64) -> dict[str, Any]:
-        from hpo.evaluation import evaluate_on
+        from hpo.tasks.classification_scores import evaluate_on
 
-        return evaluate_on(model, dataset, label_names, max_length=max_length, average=self.options.average)
+        return evaluate_on(model, dataset, label_names, max_length=max_length, batch_size=batch_size,
+                           average=self.options.average)
 
     def predict(self, model: str, rows: list[dict[str, Any]], *, max_length: int,
                 batch_size: int = 64) -> dict[str, Any]:
-        from hpo.evaluation import make_pipeline, predict, score
         from hpo.predict import _map_labels
+        from hpo.tasks.base import make_pipeline
+        from hpo.tasks.classification_scores import classify, score
 
         texts, pairs = read_texts(rows, self.columns)
-        pipe = make_pipeline(model, batch_size=batch_size, max_length=max_length)
-        predicted, scores = predict(pipe, texts, pairs)
+        pipe = make_pipeline("text-classification", model, max_length=max_length, batch_size=batch_size)
+        predicted, scores, _ = classify(pipe, texts, pairs)
         out = [{"text": t, **({"text_pair": pairs[i]} if pairs else {}), "predicted": p, "score": s}
                for i, (t, p, s) in enumerate(zip(texts, predicted, scores))]
         result: dict[str, Any] = {"rows": out, "summary": {

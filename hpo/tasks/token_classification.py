@@ -17,7 +17,8 @@ from hpo.tasks import sections
 from hpo.tasks.base import (Columns, Prepared, Task, Where, check_columns, in_length_order, label_maps,
                             make_pipeline)
 from hpo.tasks.conll import CONLL_SUFFIXES, read_conll
-from hpo.tasks.ner_metrics import entities_to_tags, ner_scores, tags_from_logits
+from hpo.tasks.bootstrap import paired_half_width
+from hpo.tasks.ner_metrics import count_score, entities_to_tags, ner_scores, sentence_counts, tags_from_logits
 from hpo.tasks.options import TokenClassificationOptions
 
 if TYPE_CHECKING:
@@ -130,6 +131,9 @@ class TokenClassification(Task):
         return ["O", *[f"{p}-{k}" for k in kinds for p in ("B", "I")]]
 
     # -- training ----------------------------------------------------------------------------------
+    def describe_labels(self, label_names: list[str]) -> str:
+        return f"tags {', '.join(label_names)}"
+
     def encode_fn(self, tokenizer: Any, *, max_length: int, label_names: list[str]) -> Callable:
         if not getattr(tokenizer, "is_fast", False):
             raise SpecError("token-classification needs a fast tokenizer (it maps sub-word pieces to words)",
@@ -178,7 +182,14 @@ class TokenClassification(Task):
         predicted, _, ms = self._tag_words(model, sentences, max_length=max_length, batch_size=batch_size)
         metrics, per_type = ner_scores(gold, predicted)
         return {"metrics": metrics, "per_type": per_type, "labels": label_names, "examples": len(sentences),
-                "latency_ms_per_example": ms}
+                "latency_ms_per_example": ms, "sentence_counts": sentence_counts(gold, predicted)}
+
+    def gate_noise(self, metric: str, a: dict[str, Any], b: dict[str, Any]) -> tuple[float, str] | None:
+        """A paired bootstrap over the test sentences (entity F1 is no proportion of examples)."""
+        if metric not in self.metrics:
+            return None
+        return paired_half_width(lambda counts: count_score(metric, counts), a.get("sentence_counts") or [],
+                                 b.get("sentence_counts") or [])
 
     def predict(self, model: str, rows: list[dict[str, Any]], *, max_length: int,
                 batch_size: int = 64) -> dict[str, Any]:
