@@ -2,11 +2,12 @@
 
 A sampler built once per process with the study's seed starts its random stream afresh in every process, so
 a resumed study drew again the configurations it had already run. Here the study's sampler is built anew for
-each trial, seeded from the study seed and the trial's position: the number of trials before it, leaving out the
-re-runs of trials stopped before they finished (Ctrl-C, SIGTERM, a dead worker), which carry their
-parameters and draw, if anything, with the seed of the trial they re-run. A trial then sees the same seed whether the study ran in one go or was stopped
-and resumed. Whether a trial is a re-run is fixed when it is created, so a position never changes once
-given, and two trials that draw never share one: workers asking at the same moment never draw alike.
+each trial, seeded from the study seed and the trial's position: the number of trials before it, leaving
+out the re-runs of trials stopped before they finished (Ctrl-C, SIGTERM, a dead worker), which carry their
+parameters and draw, if anything, with the seed of the trial they re-run. A trial then sees the same seed
+whether the study ran in one go or was stopped and resumed. Whether a trial is a re-run is fixed when it is
+created, so a position never changes once given, and two trials that draw never share one: workers asking
+at the same moment never draw alike.
 
 Samplers keep what they learn in the store (CMA-ES its state in trial attributes, NSGA-II its populations
 in study attributes), so a fresh instance per trial loses nothing. The grid sampler keeps the study seed: it

@@ -11,7 +11,8 @@ from hpo.tasks.base import in_length_order, make_pipeline, pair_inputs
 ALL_METRICS = ["accuracy", "f1", "precision", "recall", "matthews_correlation"]
 
 
-def classify(pipe: Any, texts: Sequence[str], pairs: Sequence[str] | None = None) -> tuple[list[str], list[float], float]:
+def classify(pipe: Any, texts: Sequence[str],
+             pairs: Sequence[str] | None = None) -> tuple[list[str], list[float], float]:
     """Predicted label names and their scores, one per text, in input order; and the milliseconds per text."""
     inputs, lengths = pair_inputs(texts, pairs)
     outputs, ms = in_length_order(pipe, inputs, lengths, truncation=True, max_length=pipe.tokenizer.model_max_length)

@@ -31,8 +31,8 @@ def sentence_counts(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]
 
     rows = []
     for g, p in zip(gold, pred):
-        found, predicted = set(get_entities(list(g))), set(get_entities(list(p)))
-        rows.append([len(found & predicted), len(predicted), len(found),
+        gold_entities, predicted = set(get_entities(list(g))), set(get_entities(list(p)))
+        rows.append([len(gold_entities & predicted), len(predicted), len(gold_entities),
                      sum(a == b for a, b in zip(g, p)), len(g)])
     return rows
 
