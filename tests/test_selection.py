@@ -42,10 +42,10 @@ def test_gate_warns_only_when_the_gap_exceeds_the_noise() -> None:
     rows = [{"trial": 4, "validation": 0.90, "test": 0.80}, {"trial": 7, "validation": 0.88, "test": 0.86},
             {"trial": 1, "validation": 0.85, "test": 0.84}]
     small = summarize([dict(r) for r in rows], maximize=True, metric="accuracy", validation_metric="accuracy",
-                      n_test=100)
+                      n_test=100, binomial=True)
     assert small["warning"] is None and small["unseen_winner"] == 7  # 0.06 < ±0.107 on 100 examples
     big = summarize([dict(r) for r in rows], maximize=True, metric="accuracy", validation_metric="accuracy",
-                    n_test=5000)
+                    n_test=5000, binomial=True)
     assert big["noise"] == pytest.approx(binomial_noise(0.80, 0.86, 5000))
     assert "#4" in big["warning"] and "#7" in big["warning"]
     assert [r["test_rank"] for r in big["rows"]] == [3.0, 1.0, 2.0]
@@ -53,7 +53,7 @@ def test_gate_warns_only_when_the_gap_exceeds_the_noise() -> None:
     # a minimized validation loss that agrees with test accuracy correlates +1
     loss = summarize([{"trial": 1, "validation": 0.2, "test": 0.9}, {"trial": 2, "validation": 0.3, "test": 0.8},
                       {"trial": 3, "validation": 0.4, "test": 0.7}], maximize=False, metric="accuracy",
-                     validation_metric="loss", n_test=100)
+                     validation_metric="loss", n_test=100, binomial=True)
     assert loss["spearman"] == pytest.approx(1.0) and loss["warning"] is None
 
 

@@ -154,6 +154,17 @@ def test_ner_gate_noise_is_a_paired_bootstrap_over_sentences() -> None:
     gap = ner_scores(gold, good)[0]["f1"] - ner_scores(gold, bad)[0]["f1"]
     assert kind.startswith("95% bootstrap") and 0 < noise < gap
     assert task.gate_noise("f1", a, {"sentence_counts": []}) is None
+    # the gate takes the task's bootstrap for entity F1, not the binomial it uses for a classifier's F1
+    from hpo.selection.gate import noise_rule, summarize
+
+    good_f1, bad_f1 = ner_scores(gold, good)[0]["f1"], ner_scores(gold, bad)[0]["f1"]
+    rows = [{"trial": 1, "validation": 0.9, "test": bad_f1}, {"trial": 2, "validation": 0.8, "test": good_f1}]
+    gate = summarize([dict(r) for r in rows], maximize=True, metric="f1", validation_metric="f1", n_test=300,
+                     **noise_rule(task, "f1", {1: b, 2: a}))
+    assert gate["noise_kind"] == kind and gate["noise"] == pytest.approx(noise)
+    classifier = summarize([dict(r) for r in rows], maximize=True, metric="f1", validation_metric="f1", n_test=300,
+                           **noise_rule(get_task("text-classification"), "f1", {}))
+    assert classifier["noise_kind"].startswith("95% binomial")
 
 
 def test_multi_label_gate_noise_is_a_paired_bootstrap_and_matches_sklearn() -> None:

@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 
     from hpo.data import Splits
     from hpo.spec import LoadedStudy
+    from hpo.tasks import Task
 
-PROPORTIONS = {"accuracy", "f1", "precision", "recall"}  # metrics in [0, 1] where a binomial error fits
 BINOMIAL = "95% binomial half-width of a difference"
 KEY_FILE = "made-from.json"  # the selection folder's data key and study id
 
@@ -117,16 +117,24 @@ def run_gate(study: "LoadedStudy", model_id: str, optuna_study: "optuna.Study", 
     return summarize(rows, maximize=spec.objective.resolved_direction == "maximize", metric=metric,
                      validation_metric=spec.objective.metric, n_test=len(splits.test),
                      test_maximize=task.metric_direction(metric) == "maximize",
-                     noise_of=lambda a, b: task.gate_noise(metric, evaluations[a], evaluations[b]))
+                     **noise_rule(task, metric, evaluations))
+
+
+def noise_rule(task: "Task", metric: str, evaluations: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """summarize()'s noise arguments: the binomial where `metric` is a share of the test examples for this
+    task, else the task's own estimate from two trials' evaluations (a bootstrap where it has one)."""
+    return {"binomial": metric in task.binomial_metrics,
+            "noise_of": lambda a, b: task.gate_noise(metric, evaluations[a], evaluations[b])}
 
 
 def summarize(rows: list[dict[str, Any]], *, maximize: bool, metric: str, validation_metric: str,
-              n_test: int, test_maximize: bool = True,
+              n_test: int, test_maximize: bool = True, binomial: bool = False,
               noise_of: Callable[[int, int], tuple[float, str] | None] | None = None) -> dict[str, Any]:
     """Ranks, rank correlation and the warning, from rows of trial/validation/test values.
 
     Rows come in the order the selection ranks them; the first is the validation winner. `test_maximize`
-    is the test metric's direction (errors such as mse are minimized).
+    is the test metric's direction (errors such as mse are minimized). `binomial`: the noise is the binomial
+    half-width on `n_test` examples; else `noise_of(chosen, unseen winner)` when they differ.
     """
     val_ranks = ranks([r["validation"] for r in rows], maximize=maximize)
     test_ranks = ranks([r["test"] for r in rows], maximize=test_maximize)
@@ -140,7 +148,7 @@ def summarize(rows: list[dict[str, Any]], *, maximize: bool, metric: str, valida
     unseen_best = max(rows, key=lambda r: sign * r["test"])
     gap = sign * (unseen_best["test"] - chosen["test"])
     noise, kind = None, None
-    if metric in PROPORTIONS:
+    if binomial:
         noise, kind = binomial_noise(chosen["test"], unseen_best["test"], n_test), BINOMIAL
     elif noise_of is not None and unseen_best["trial"] != chosen["trial"]:  # else a bootstrap, where the task has one
         noise, kind = noise_of(chosen["trial"], unseen_best["trial"]) or (None, None)

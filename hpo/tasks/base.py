@@ -80,6 +80,8 @@ class Task(abc.ABC):
     Options: ClassVar[type[TaskOptions]] = TaskOptions
     metrics: ClassVar[dict[str, str]]  # every metric compute_metrics returns -> "maximize" | "minimize"
     default_metric: ClassVar[str]
+    # metrics that are a share of the test examples: the held-out gate's noise for them is binomial
+    binomial_metrics: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, options: TaskOptions | dict[str, Any] | None = None, *,
                  columns: Columns | None = None) -> None:

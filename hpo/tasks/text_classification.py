@@ -40,6 +40,7 @@ class TextClassification(Task):
     Options = TextClassificationOptions
     metrics = {m: "maximize" for m in ALL_METRICS}
     default_metric = "accuracy"
+    binomial_metrics = frozenset({"accuracy", "f1", "precision", "recall"})
     options: TextClassificationOptions
 
     def check_objective(self, metric: str, *, file: str | None = None) -> None:
