@@ -16,11 +16,13 @@ machine slows them alike (an A/B comparison that holds on a busy machine);
 fewer steps than an epoch are taken evenly spread over an epoch's batch order, so the mix of lengths is
 the epoch's.
 
-Precision: fp32, and bf16 with `torch.autocast("cpu", dtype=torch.bfloat16)` (weights and optimizer
-stay fp32, as with the Trainer's `bf16=True`).
+Precision: fp32, and bf16 with `torch.autocast(device, dtype=torch.bfloat16)` (weights and optimizer
+stay fp32, as with the Trainer's `bf16=True`); on a GPU also fp16 with a GradScaler (the Trainer's
+`fp16=True`). `--device cuda` times on the first visible GPU (synchronizing after each step).
 
     python bench/bare_loop.py                       # batch 32, length-grouped and random, fp32 and bf16
     python bench/bare_loop.py --batch-sizes 16 32 --grouping length --precision fp32 --out /tmp/bare.json
+    python bench/bare_loop.py --device cuda --precision bf16          # on a GPU
 """
 
 from __future__ import annotations
@@ -84,19 +86,20 @@ class Runner:
     """One configuration (batch size, order, precision): its own model, optimizer and batch list."""
 
     def __init__(self, folder: str, rows: list[dict], collator, *, batch_size: int, grouping: str,
-                 precision: str, steps: int | None, warmup: int, seed: int = 0) -> None:
+                 precision: str, steps: int | None, warmup: int, seed: int = 0, device: str = "cpu") -> None:
         import torch
         from transformers import AutoModelForSequenceClassification
 
         torch.manual_seed(seed)
-        self.rows, self.collator = rows, collator
+        self.rows, self.collator, self.device = rows, collator, device
         self.batch_size, self.grouping, self.precision, self.warmup = batch_size, grouping, precision, warmup
-        self.model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=2)
+        self.model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=2).to(device)
         self.model.train()
         try:
             self.opt = torch.optim.AdamW(self.model.parameters(), lr=5e-5, weight_decay=0.0, fused=True)
         except (RuntimeError, TypeError):  # a torch without the fused CPU kernel
             self.opt = torch.optim.AdamW(self.model.parameters(), lr=5e-5, weight_decay=0.0)
+        self.scaler = torch.amp.GradScaler(device) if precision == "fp16" else None
         lengths = [len(r["input_ids"]) for r in rows]
         per_epoch = math.ceil(len(rows) / batch_size)
         steps = steps or per_epoch
@@ -116,14 +119,24 @@ class Runner:
     def step(self, indices: list[int]) -> int:
         import torch
 
-        batch = self.collator([self.rows[i] for i in indices])
-        ctx = torch.autocast("cpu", dtype=torch.bfloat16) if self.precision == "bf16" else contextlib.nullcontext()
+        batch = {k: v.to(self.device) for k, v in self.collator([self.rows[i] for i in indices]).items()}
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+        ctx = torch.autocast(self.device, dtype=dtype) if dtype else contextlib.nullcontext()
         with ctx:
             loss = self.model(**batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-        self.opt.step()
+        if self.scaler is not None:  # fp16: scaled loss, unscaled before clipping, as the Trainer does
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.opt)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+            self.scaler.step(self.opt)
+            self.scaler.update()
+        else:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+            self.opt.step()
         self.opt.zero_grad(set_to_none=True)
+        if self.device != "cpu":
+            torch.cuda.synchronize()  # the step's kernels are done when the clock stops
         return batch["input_ids"].numel()
 
     def timed_step(self) -> None:
@@ -167,7 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[32])
     ap.add_argument("--grouping", choices=["length", "random", "both"], default="both",
                     help="length: hpo's length-grouped batches in random order; random: plain shuffle")
-    ap.add_argument("--precision", choices=["fp32", "bf16", "both"], default="both")
+    ap.add_argument("--precision", choices=["fp32", "bf16", "fp16", "both"], default="both",
+                    help="both: fp32 and bf16")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cuda: the first visible GPU")
     ap.add_argument("--train-samples", type=int, default=2000)
     ap.add_argument("--steps", type=int, default=None, help="timed steps (default: one epoch)")
     ap.add_argument("--examples", type=int, default=None,
@@ -178,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("--device cuda: torch sees no GPU")
     threads = set_threads()
     folder = model_folder()
     from transformers import AutoTokenizer, DataCollatorWithPadding
@@ -192,9 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     precisions = ["fp32", "bf16"] if args.precision == "both" else [args.precision]
     collator = DataCollatorWithPadding(tokenizer)
     runners = [Runner(folder, rows, collator, batch_size=bs, grouping=grouping, precision=precision,
-                      steps=math.ceil(args.examples / bs) if args.examples else args.steps, warmup=args.warmup)
+                      steps=math.ceil(args.examples / bs) if args.examples else args.steps, warmup=args.warmup,
+                      device=args.device)
                for bs in args.batch_sizes for grouping in groupings for precision in precisions]
-    print(f"bare PyTorch loop: {len(rows)} sentences, torch {torch.__version__}, {threads} threads, "
+    print(f"bare PyTorch loop on {args.device}: {len(rows)} sentences, torch {torch.__version__}, {threads} threads, "
           f"{len(runners)} configurations timed in turn, step by step", flush=True)
     measure_all(runners)
     results = [r.result() for r in runners]
@@ -209,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             if "fp32" in by and "bf16" in by:
                 print(f"bf16/fp32 speed-up (batch {bs}, {grouping}): {by['bf16'] / by['fp32']:.2f}x")
     out = {"torch": torch.__version__, "threads": threads, "cpu": platform.processor() or platform.machine(),
+           "device": torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu",
            "train_samples": len(rows), "results": results}
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

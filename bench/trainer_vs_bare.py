@@ -78,9 +78,7 @@ class LoopClock:
 
 def hpo_epoch(trainer, clock: LoopClock, batch_size: int) -> float:
     """One epoch of hpo's training at this batch size; returns examples per second."""
-    trainer.args.per_device_train_batch_size = batch_size
-    trainer._train_batch_size = batch_size  # what a trial's setup sets from the sampled batch size
-    trainer.args.num_train_epochs = 1
+    trainer.use_configuration({"per_device_train_batch_size": batch_size, "num_train_epochs": 1})  # as a trial does
     trainer.train()
     return len(trainer.train_dataset) / clock.training
 

@@ -55,6 +55,22 @@ def _out(text: str) -> None:
     sys.stdout.write(text + "\n")
 
 
+def _workers(value: str) -> str:
+    from hpo.devices import parse_workers
+
+    try:
+        parse_workers(value)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    return value
+
+
+def _note(text: str) -> None:
+    from hpo.progress import say
+
+    say(text)
+
+
 @app.command()
 def validate(study_file: Path = StudyArg,
              data: bool = typer.Option(False, "--data", help="Also read the data: columns, labels, empty splits.")
@@ -77,16 +93,24 @@ def validate(study_file: Path = StudyArg,
 
 
 @app.command()
-def run(study_file: Path = StudyArg, workers: int = typer.Option(0, min=0, help="Extra local worker processes."),
+def run(study_file: Path = StudyArg,
+        workers: str = typer.Option("0", callback=_workers,
+                                    help="Extra local worker processes, or 'auto': one process per visible GPU."),
         push: bool = typer.Option(True, help="Push to the Hub when the study has a hub section."),
         budget: Optional[str] = typer.Option(
             None, "--budget", help="Wall-clock time for the whole run, e.g. 30m, 1h30m, 90s: hpo plans the trials "
                                    "to fit (overrides HPO_BUDGET and search.budget)."),
         storage: Optional[str] = StorageOpt, output_dir: Optional[str] = OutputOpt) -> None:
     """Search, promote the best trial, evaluate it on unseen data, report, push. Resumes where it stopped."""
+    from hpo.devices import parse_workers, pin_first_gpu, plan_run
     from hpo.pipeline import run as run_study
 
-    results = run_study(_load(study_file, storage, output_dir, budget=budget), workers=workers, push=push,
+    gpus = pin_first_gpu()
+    study = _load(study_file, storage, output_dir, budget=budget)
+    plan = plan_run(study, parse_workers(workers), gpus)
+    if plan.note:
+        _note(plan.note)
+    results = run_study(study, workers=plan.workers, push=push, worker_devices=plan.worker_devices,
                         started=launched())
     _out(json.dumps({"best_trial": results["final"]["trial"], "test_metrics": results["final"]["test_metrics"],
                      "model": results["final"]["path"]}, indent=2))
@@ -95,20 +119,36 @@ def run(study_file: Path = StudyArg, workers: int = typer.Option(0, min=0, help=
 @app.command()
 def worker(study_file: Path = StudyArg,
            trials: Optional[int] = typer.Option(None, "--trials", min=1, help="Stop after this many own trials."),
+           device: Optional[int] = typer.Option(None, "--device", min=0,
+                                                help="Train on this GPU (0, 1, ... among the visible ones)."),
            storage: Optional[str] = StorageOpt, output_dir: Optional[str] = OutputOpt) -> None:
     """Join the study and run trials until it has n_trials finished (or --trials of this worker's own)."""
+    from hpo.devices import setup_worker
     from hpo.pipeline import run_worker
 
-    run_worker(_load(study_file, storage, output_dir), max_trials=trials)
+    note = setup_worker(device)
+    study = _load(study_file, storage, output_dir)
+    if note:
+        _note(note)
+    run_worker(study, max_trials=trials)
 
 
 @app.command()
 def finalize(study_file: Path = StudyArg, storage: Optional[str] = StorageOpt,
-             output_dir: Optional[str] = OutputOpt) -> None:
+             output_dir: Optional[str] = OutputOpt,
+             wait: bool = typer.Option(False, "--wait", help="First wait until the workers are done (a finalizer "
+                                                               "started with them, e.g. a Kubernetes Job).")) -> None:
     """Promote the best trial, evaluate it and write the report, without running trials."""
+    from hpo.devices import setup_worker
     from hpo.pipeline import finalize_only
 
-    results = finalize_only(_load(study_file, storage, output_dir))
+    setup_worker(None)  # retraining (final.strategy retrain, selection.seeds) on one GPU
+    study = _load(study_file, storage, output_dir)
+    if wait:
+        from hpo.study.waiting import wait_for_workers
+
+        wait_for_workers(study, say=_note)
+    results = finalize_only(study)
     _out(json.dumps({"best_trial": results["final"]["trial"], "test_metrics": results["final"]["test_metrics"]},
                     indent=2))
 
@@ -158,15 +198,20 @@ def predict(model: str = typer.Argument(..., help="Model folder or Hub repo id."
             text_separator: str = typer.Option(" ", help="Joins the columns of a repeated --text-column."),
             text_pair_column: Optional[str] = typer.Option(None, help="Column with the second text (pairs)."),
             label_column: Optional[str] = typer.Option(None, help="Column with gold labels: adds metrics."),
-            out: Optional[Path] = typer.Option(None, help="Write predictions here (csv)."),
+            label_separator: Optional[str] = typer.Option(
+                None, help="Multi-label models: the gold label column is a string of labels joined by this."),
+            out: Optional[Path] = typer.Option(None, help="Write predictions here (csv; JSONL when a row holds "
+                                                          "lists: words, tags, label sets)."),
             max_length: Optional[int] = typer.Option(
                 None, min=1, help="Tokens per text after truncation. Default: the length the model was trained "
                                   "with (hpo saves it), else the tokenizer's maximum.")) -> None:
-    """Predict labels for new data with a saved or pushed model; metrics when labels are given."""
+    """Predict new data with a saved or pushed model, as the task it was trained for; metrics when labels are
+    given."""
     from hpo.predict import run_predict
 
     summary = run_predict(model, data, text_column=text_column, text_separator=text_separator,
-                          text_pair_column=text_pair_column, label_column=label_column, out=out, max_length=max_length)
+                          text_pair_column=text_pair_column, label_column=label_column, out=out, max_length=max_length,
+                          label_separator=label_separator)
     _out(json.dumps(summary, indent=2))
 
 

@@ -67,6 +67,12 @@ class StageError(HpoError):
     exit_code = 2
 
 
+class DeviceError(HpoError):
+    """A device option cannot be met on this machine (--device, --workers, a distributed launch)."""
+
+    exit_code = 2
+
+
 class SearchError(HpoError):
     """The search stopped: its trials keep failing with an error (the message quotes it)."""
 

@@ -1,7 +1,8 @@
 """Promote the best trial to the final model: reuse its saved model, or retrain its hyperparameters.
 
 Runs once per study however many processes ask: a lock in the output folder serialises them and a
-marker in best-model/ says which trial it holds, so a finished final model is never trained again.
+marker in best-model/ says which trial it holds, of which study in which store, on which data; a finished
+final model is never trained again, and one made for other data or another store is never taken for this one's.
 """
 
 from __future__ import annotations
@@ -46,36 +47,50 @@ def model_dir(output_dir: Path, model_id: str, several: bool) -> Path:
     return output_dir / "models" / model_id.rstrip("/").replace("/", "_")
 
 
+def lineage(optuna_study: "optuna.Study", splits: "Splits") -> dict[str, str]:
+    """What a final model, its test scores and the selection's caches were made from: the data (its rows and
+    settings) and the study's identity in its store."""
+    from hpo.study.workers import study_uid
+
+    return {"data": splits.key, "study_id": study_uid(optuna_study)}
+
+
 def promote(study: "LoadedStudy", model_id: str, optuna_study: "optuna.Study", splits: "Splits",
             target: Path, *, trial: "optuna.trial.FrozenTrial | None" = None, source: str | None = None,
             how: str | None = None) -> dict[str, Any]:
     """Put the best trial's model (or `trial`'s, copied from `source` when given) in `target` (once) and say
     how it got there."""
+    from hpo.search.trainer import KEPT_MARKER, kept_model
+    from hpo.training import train_configuration
+
     try:
         best = trial or optuna_study.best_trial
     except ValueError:
         raise StageError(f"study {optuna_study.study_name!r} has no completed trial to promote",
                          hint="run the search first (hpo run), or check why trials failed (hpo status)") from None
+    made_from = lineage(optuna_study, splits)
     marker = read_json(target / MARKER) or {}
     same_origin = marker.get("how") == how if source is not None else marker.get("how") in ("reused", "retrained")
-    if marker.get("trial") == best.number and marker.get("study") == optuna_study.study_name and same_origin:
+    if marker.get("trial") == best.number and marker.get("study") == optuna_study.study_name and same_origin \
+            and all(marker.get(k) == v for k, v in made_from.items()):
         return marker
     start = time.perf_counter()
-    checkpoint = best.user_attrs.get("checkpoint")
-    strategy = study.spec.final.strategy
+    checkpoint = kept_model(best, made_from["study_id"])
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     if source is not None:
         shutil.copytree(source, tmp)
         how = how or "copied"
-    elif strategy == "reuse" and checkpoint and (Path(checkpoint) / "config.json").is_file():
-        shutil.copytree(checkpoint, tmp)
+    elif study.spec.final.strategy == "reuse" and checkpoint:
+        shutil.copytree(checkpoint, tmp, ignore=shutil.ignore_patterns(KEPT_MARKER))
         how = "reused"
     else:
-        _retrain(study, model_id, best, splits, tmp)
+        train_configuration(study, model_id, splits, best.params, tmp)
         how = "retrained"
-    info = {"study": optuna_study.study_name, "trial": best.number, "value": best.values[0], "params": best.params,
-            "how": how, "seconds": round(time.perf_counter() - start, 2)}
+    finalized = settle(study, tmp, splits)
+    info = {"study": optuna_study.study_name, **made_from, "trial": best.number, "value": best.values[0],
+            "params": best.params, "how": how, "seconds": round(time.perf_counter() - start, 2),
+            "finalized": finalized}
     write_json(tmp / MARKER, info)
     shutil.rmtree(target, ignore_errors=True)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -83,16 +98,8 @@ def promote(study: "LoadedStudy", model_id: str, optuna_study: "optuna.Study", s
     return info
 
 
-def _retrain(study: "LoadedStudy", model_id: str, best: "optuna.trial.FrozenTrial", splits: "Splits",
-             out: Path) -> None:
-    from optuna.trial import FixedTrial
-
-    from hpo.search.setup import build_trainer
-
-    trainer = build_trainer(study, model_id, splits, checkpoints=None)
-    trainer.args.eval_strategy = "no"  # the final model is scored once, on unseen data, afterwards
-    for key, value in trainer.hp_space_fn(FixedTrial(best.params)).items():
-        setattr(trainer.args, key, value)
-    trainer.train()
-    trainer.save_model(str(out))
-    trainer.processing_class.save_pretrained(str(out))
+def settle(study: "LoadedStudy", folder: Path, splits: "Splits") -> dict[str, Any]:
+    """What the task settles on validation into the saved model's config.json (a multi-label threshold)."""
+    spec = study.spec
+    return study.task.finalize(folder, splits.validation, splits.label_names, max_length=spec.dataset.max_length,
+                               objective=spec.objective.metric)

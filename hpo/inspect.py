@@ -31,7 +31,7 @@ def print_status(study: "LoadedStudy", *, limit: int = 50) -> None:
     from rich.table import Table
 
     from hpo.progress import format_params
-    from hpo.selection.objectives import objective_names
+    from hpo.study.objectives import objective_names
     from hpo.selection.pareto import front_numbers
 
     console = Console(highlight=False)
@@ -94,7 +94,7 @@ def eta_line(optuna_study: Any, n_trials: int, now: float) -> str:
 
 
 def best_trials(study: "LoadedStudy") -> Any:
-    from hpo.selection.objectives import objective_names
+    from hpo.study.objectives import objective_names
     from hpo.selection.pareto import ranked
 
     out = []

@@ -74,20 +74,19 @@ def resolve_model(model_id: str, base_dir: str = ".") -> str:
 
 
 class BaseModel:
-    """One base model for sequence classification: loaded once, then copied for every trial."""
+    """One base model with the task's head: loaded once, then copied for every trial."""
 
-    def __init__(self, source: str, *, id2label: dict[int, str]) -> None:
+    def __init__(self, source: str, *, id2label: dict[int, str], task: Any = None) -> None:
+        from hpo.tasks import get_task
+
         self.source, self.id2label = source, id2label
+        self.task = task or get_task("text-classification")
         self._template: Any = None
         self.loads = 0
 
     def _load(self) -> Any:
-        from transformers import AutoModelForSequenceClassification
-
         self.loads += 1
-        return AutoModelForSequenceClassification.from_pretrained(
-            self.source, num_labels=len(self.id2label), id2label=self.id2label,
-            label2id={v: k for k, v in self.id2label.items()}, ignore_mismatched_sizes=True)
+        return self.task.load_model(self.source, [self.id2label[i] for i in sorted(self.id2label)])
 
     def build(self) -> "torch.nn.Module":
         """A fresh model: pre-trained body from memory, classifier head drawn from the current seed."""

@@ -32,7 +32,7 @@ def prepare(study: "LoadedStudy") -> "Splits":
 
     splits = prepare_splits(study)
     progress.say(f"data: {len(splits.train)} train, {len(splits.validation)} validation, {len(splits.test)} test "
-                 f"rows; labels {', '.join(splits.label_names)}")
+                 f"rows; {study.task.describe_labels(splits.label_names)}")
     return splits
 
 
@@ -93,7 +93,6 @@ def _watched(view: Any, reporter: Any, budget: "BudgetKeeper | None", n_trials: 
 def finalize(study: "LoadedStudy", splits: "Splits", storage: Any, *,
              timings: dict[str, float] | None = None) -> dict[str, Any]:
     """Promote, evaluate on unseen data and write results.json; once, whoever else asks at the same time."""
-    from hpo.evaluation import evaluate_on
     from hpo.final import MARKER, final_lock, model_dir, promote
     from hpo.results import build_results
     from hpo.selection.choose import choose
@@ -119,15 +118,15 @@ def finalize(study: "LoadedStudy", splits: "Splits", storage: Any, *,
             if final != before:
                 progress.say(f"promoted trial {final['trial']} of {name!r} ({final['how']}, {final['seconds']}s)")
             old = next((m for m in previous.get("models", []) if m.get("study_name") == name), None)
-            if old and old.get("final", {}).get("trial") == final["trial"] and old.get("test") and \
-                    old["final"].get("how") == final["how"]:
-                test = old["test"]
-            elif final["how"] == "reused" and (gated := gated_evaluation(study, name, final["trial"])):
+            if old and old.get("test") and old.get("final") == final:
+                test = old["test"]  # the same promotion (trial, data, study in its store) scored before
+            elif final["how"] == "reused" and (gated := gated_evaluation(study, optuna_study, splits,
+                                                                         final["trial"])):
                 test = gated  # the same saved model, already scored on the same rows by the gate
             else:
                 progress.say(f"evaluating trial {final['trial']} of {name!r} on {len(splits.test)} unseen rows")
-                test = evaluate_on(str(target), splits.test, splits.label_names,
-                                   max_length=spec.dataset.max_length, average=spec.objective.average)
+                test = study.task.evaluate(str(target), splits.test, splits.label_names,
+                                           max_length=spec.dataset.max_length)
             rows.append({"model": model, "study_name": name, "path": str(target), "final": final,
                          "test": test, "optuna_study": optuna_study, "trial": choice.trial,
                          "selection": choice.record})
@@ -172,7 +171,11 @@ def refuse_shared_sqlite(study: "LoadedStudy", n: int) -> None:
                         hint="set storage: postgresql+psycopg://user@host/db (or HPO_STORAGE)")
 
 
-def start_local_workers(study: "LoadedStudy", n: int) -> list[subprocess.Popen[bytes]]:
+def start_local_workers(study: "LoadedStudy", n: int,
+                        devices: list[str | None] | None = None) -> list[subprocess.Popen[bytes]]:
+    """n `hpo worker` processes; worker i is pinned to GPU devices[i] (CUDA_VISIBLE_DEVICES) when given."""
+    from hpo.devices import worker_env
+
     refuse_shared_sqlite(study, n)
     if n <= 0:
         return []
@@ -181,7 +184,8 @@ def start_local_workers(study: "LoadedStudy", n: int) -> list[subprocess.Popen[b
     env = {**os.environ, "HPO_STORAGE": study.paths.storage_url}  # not in argv: `ps` would show a password
     if study.spec.search.budget is not None:  # the same pruner and trial cap; workers follow the plan
         env["HPO_BUDGET"] = str(study.spec.search.budget)
-    return [subprocess.Popen(cmd, env=env) for _ in range(n)]
+    devices = devices or []
+    return [subprocess.Popen(cmd, env=worker_env(env, devices[i] if i < len(devices) else None)) for i in range(n)]
 
 
 def study_lock(study: "LoadedStudy") -> Any:
@@ -190,7 +194,8 @@ def study_lock(study: "LoadedStudy") -> Any:
     return SqliteLock(url) if is_sqlite(url) else contextlib.nullcontext()
 
 
-def run(study: "LoadedStudy", *, workers: int = 0, push: bool = True, started: float | None = None) -> dict[str, Any]:
+def run(study: "LoadedStudy", *, workers: int = 0, push: bool = True,
+        worker_devices: list[str | None] | None = None, started: float | None = None) -> dict[str, Any]:
     """The whole study: search (with local workers), final model, evaluation, report, push.
 
     `started`: when the command was launched (Unix seconds), where a budget (search.budget) starts."""
@@ -207,7 +212,7 @@ def run(study: "LoadedStudy", *, workers: int = 0, push: bool = True, started: f
             splits = prepare(study)  # before the store: bad data leaves no new store behind
             timings = {"last_run_data_s": time.perf_counter() - began}
             storage = open_storage(study)
-            procs = start_local_workers(study, workers)
+            procs = start_local_workers(study, workers, worker_devices)
             began = time.perf_counter()
             search(study, splits, storage, sole_process=is_sqlite(study.paths.storage_url), timings=timings,
                    budget=keeper)
@@ -228,7 +233,7 @@ def run(study: "LoadedStudy", *, workers: int = 0, push: bool = True, started: f
     final = results["final"]
     from hpo.selection.gate import test_metric
 
-    shown = test_metric(study.spec.objective.metric)
+    shown = test_metric(study)
     progress.say(f"final model: trial {final['trial']} ({final['how']}), test "
                  f"{shown}={final['test_metrics'][shown]:.4f} -> {final['path']}")
     if push:

@@ -6,7 +6,6 @@ labels are read as ids of the model's labels when they are not names themselves.
 
 from __future__ import annotations
 
-import collections
 import csv
 import json
 from pathlib import Path
@@ -45,10 +44,8 @@ def _column(rows: list[dict[str, Any]], name: str, data: Path, option: str) -> l
     return ["" if r.get(name) is None else str(r[name]) for r in rows]
 
 
-def _load_pipeline(model: str, max_length: int | None) -> Any:
+def _load_config(model: str) -> Any:
     import transformers
-
-    from hpo.evaluation import make_pipeline
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
@@ -57,12 +54,21 @@ def _load_pipeline(model: str, max_length: int | None) -> Any:
         if not (local / "config.json").is_file():
             raise DataError(f"{model}: not a model folder (no config.json)",
                             hint="give a folder written by save_pretrained, e.g. OUTPUT_DIR/best-model")
-        return make_pipeline(str(local), max_length=max_length)
+        model = str(local)
     try:
-        return make_pipeline(model, max_length=max_length)
+        return model, transformers.AutoConfig.from_pretrained(model)
     except Exception as e:  # unknown repo, Hub down or offline: all mean the model cannot be fetched
         raise HubError(f"cannot load model {model!r}: neither a folder nor a reachable Hub repo "
                        f"({type(e).__name__})", hint="check the path or repo id, HF_ENDPOINT and HF_TOKEN") from None
+
+
+def trained_length(model: str) -> int:
+    """The length hpo trained with (the tokenizer's model_max_length), else the tokenizer's maximum (512 when
+    it has none)."""
+    from transformers import AutoTokenizer
+
+    length = getattr(AutoTokenizer.from_pretrained(model), "model_max_length", 512) or 512
+    return 512 if length > 4096 else int(length)
 
 
 def _map_labels(gold: list[str], names: list[str]) -> list[str]:
@@ -76,43 +82,58 @@ def _map_labels(gold: list[str], names: list[str]) -> list[str]:
 
 def run_predict(model: str, data: Path, *, text_column: str | list[str] = "text", text_separator: str = " ",
                 text_pair_column: str | None = None, label_column: str | None = None, out: Path | None = None,
-                max_length: int | None = None) -> dict[str, Any]:
-    """Predict `data` with `model`. Several text columns are joined with `text_separator` (as a study's
-    text_column list is); `max_length` defaults to the length the model was trained with."""
-    from hpo.evaluation import predict, score
+                max_length: int | None = None, label_separator: str | None = None) -> dict[str, Any]:
+    """Predict `data` with `model`, as the task the model was trained for (its config says which). Several
+    text columns are joined with `text_separator` (as a study's text_column list is); `max_length` defaults
+    to the length the model was trained with. Token classification reads `text_column` as the words (a list,
+    or a string split on spaces) and `label_column` as their tags."""
+    from hpo.tasks import Columns, task_class, task_of_model
 
     data = Path(data)
     columns = [text_column] if isinstance(text_column, str) else list(text_column)
     rows = read_rows(data, text_column=columns[0])
     if not rows:
         raise DataError(f"{data}: no rows", hint="give a file with at least one text")
-    parts = [_column(rows, c, data, "--text-column") for c in columns]
-    texts = [text_separator.join(p for p in row if p.strip()) for row in zip(*parts)]
-    pairs = _column(rows, text_pair_column, data, "--text-pair-column") if text_pair_column else None
-    gold = _column(rows, label_column, data, "--label-column") if label_column else None
-    pipe = _load_pipeline(model, max_length)
-    predicted, scores = predict(pipe, texts, pairs)
-    config = pipe.model.config
-    names = [str(config.id2label[i]) for i in sorted(config.id2label)]
-    summary: dict[str, Any] = {"model": model, "data": str(data), "rows": len(rows), "max_length": pipe.hpo_max_length,
-                               "predicted": dict(collections.Counter(predicted).most_common())}
-    if gold is not None:
-        gold = _map_labels(gold, names)
-        extra = [g for g in dict.fromkeys(gold) if g not in names]
-        summary.update(score(predicted, gold, names + extra))
+    for name, option in [*((c, "--text-column") for c in columns), (text_pair_column, "--text-pair-column"),
+                         (label_column, "--label-column")]:
+        if name:
+            _column(rows, name, data, option)
+    if len(columns) > 1:
+        parts = [_column(rows, c, data, "--text-column") for c in columns]
+        for row, texts in zip(rows, zip(*parts)):
+            row[JOINED] = text_separator.join(p for p in texts if p.strip())
+    source, config = _load_config(model)
+    name = task_of_model(config)
+    task = task_class(name).for_predict(Columns(text=JOINED if len(columns) > 1 else columns[0],
+                                                text_pair=text_pair_column, label=label_column or ""),
+                                        label_separator=label_separator)
+    length = max_length or trained_length(source)
+    result = task.predict(source, rows, max_length=length)
+    summary: dict[str, Any] = {"model": model, "data": str(data), "task": name, "rows": len(rows),
+                               "max_length": length, **{k: v for k, v in result["summary"].items() if k != "rows"},
+                               **{k: v for k, v in result.items() if k not in ("rows", "summary")}}
     if out is not None:
-        write_predictions(Path(out), texts, pairs, gold, predicted, scores)
+        write_predictions(Path(out), result["rows"])
         summary["out"] = str(out)
     return summary
 
 
-def write_predictions(out: Path, texts: list[str], pairs: list[str] | None, gold: list[str] | None,
-                      predicted: list[str], scores: list[float]) -> None:
+JOINED = "\0text"  # the joined text of several --text-columns, a key no file has
+FIRST = ["text", "text_pair", "tokens", "label", "labels", "tags", "predicted", "score"]
+
+
+def write_predictions(out: Path, rows: list[dict[str, Any]]) -> None:
+    """csv when every value is a plain one; JSONL when rows hold lists (words, tags, label sets) or out ends in
+    .jsonl."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    header = ["text"] + (["text_pair"] if pairs else []) + (["label"] if gold else []) + ["predicted", "score"]
+    nested = any(isinstance(v, (list, dict)) for r in rows for v in r.values())
+    if nested or out.suffix.lower() == ".jsonl":
+        out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+        return
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    header = [k for k in FIRST if k in keys] + [k for k in keys if k not in FIRST]
     with open(out, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(header)
-        for i, text in enumerate(texts):
-            w.writerow([text] + ([pairs[i]] if pairs else []) + ([gold[i]] if gold else [])
-                       + [predicted[i], f"{scores[i]:.6f}"])
+        for r in rows:
+            w.writerow([f"{r[k]:.6f}" if isinstance(r.get(k), float) else r.get(k) for k in header])

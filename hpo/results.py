@@ -60,10 +60,26 @@ def model_summary(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _examples(splits: Any, n: int = 3) -> list[dict[str, Any]]:
+    """The first test rows (canonical columns): the model card's widget examples."""
+    test = getattr(splits, "test", None)
+    return test.select(range(min(n, len(test)))).to_list() if test is not None else []
+
+
+def _ran_on(study: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The precision the trials trained in and their devices, as recorded by each trial (workers may differ
+    from this machine); this machine's choice for a study whose trials recorded none."""
+    from hpo.devices import ran_on
+    from hpo.search.setup import precision_name
+
+    ran = ran_on([t for r in rows for t in r["optuna_study"].get_trials(deepcopy=False)])
+    return {"precision": ran["precision"] or precision_name(study), "devices": ran["devices"],
+            "peak_memory_mb": ran["peak_memory_mb"]}
+
+
 def build_results(study: Any, splits: Any, rows: list[dict[str, Any]], *, timings: dict[str, float],
                   previous: dict[str, Any]) -> dict[str, Any]:
     """results.json; `timings` are this run's (data, search set-up, search), kept over from `previous` if absent."""
-    from hpo.search.setup import precision_name
     from hpo.study.factory import resolved_pruner
     from hpo.study.storage import redact
 
@@ -78,18 +94,19 @@ def build_results(study: Any, splits: Any, rows: list[dict[str, Any]], *, timing
         "study": spec.name, "study_file": str(study.paths.study_file), "task": spec.task,
         "storage": redact(study.paths.storage_url),
         "objective": {"metric": spec.objective.metric, "direction": spec.objective.resolved_direction},
-        "data": splits.summary(),
+        "data": {**splits.summary(), "examples": _examples(splits)},
         "search": {"n_trials": None if spec.search.planned_trials else spec.search.n_trials,
                    "budget_s": spec.search.budget,
                    "space": {k: v.model_dump() for k, v in spec.search.space.items()},
                    "sampler": spec.search.sampler.model_dump(), "pruner": resolved_pruner(study).model_dump(),
-                   "training": spec.training, "precision": precision_name(study)},
+                   "training": spec.training, **_ran_on(study, rows)},
         "final": {"model": winner["model"], "study_name": winner["study_name"], "trial": winner["best_trial"],
                   "how": winner["final"]["how"], "path": winner["path"], "params": winner["best_params"],
                   "validation_metrics": winner["validation_metrics"],
-                  "test_metrics": winner["test"]["metrics"], "labels": winner["test"]["labels"],
-                  "confusion_matrix": winner["test"]["confusion_matrix"],
-                  "per_class": winner["test"]["per_class"]},
+                  "test_metrics": winner["test"]["metrics"], "finalized": winner["final"].get("finalized", {}),
+                  # the task's tables: labels, confusion matrix, per class / per entity type, distribution
+                  **{k: v for k, v in winner["test"].items() if k not in ("metrics", "examples",
+                                                                          "latency_ms_per_example")}},
         "models": models,
         "trials": {m["study_name"]: [trial_record(t) for t in r["optuna_study"].get_trials(deepcopy=False)]
                    for m, r in zip(models, rows)},

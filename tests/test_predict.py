@@ -81,15 +81,16 @@ def test_bad_input_is_one_line(named_model: Path, tmp_path: Path) -> None:
 
 
 def test_predictions_come_back_in_input_order(named_model: Path) -> None:
-    from hpo.evaluation import make_pipeline, predict
+    from hpo.tasks.base import make_pipeline
+    from hpo.tasks.classification_scores import classify
 
-    pipe = make_pipeline(str(named_model), batch_size=4)
+    pipe = make_pipeline("text-classification", str(named_model), max_length=64, batch_size=4)
     texts = [r["sentence"] for r in sst2_rows("validation", 12)]
     texts = sorted(texts, key=len, reverse=True)[:6] + sorted(texts, key=len)[:6]  # long and short mixed
-    batched = predict(pipe, texts)
-    one_by_one = [predict(pipe, [t]) for t in texts]
-    assert batched[0] == [labels[0] for labels, _ in one_by_one]
-    assert batched[1] == pytest.approx([scores[0] for _, scores in one_by_one], abs=1e-5)
+    batched = classify(pipe, texts)
+    one_by_one = [classify(pipe, [t]) for t in texts]
+    assert batched[0] == [labels[0] for labels, _, _ in one_by_one]
+    assert batched[1] == pytest.approx([scores[0] for _, scores, _ in one_by_one], abs=1e-5)
 
 
 def test_max_length_defaults_to_the_trained_length(named_model: Path, tmp_path: Path) -> None:

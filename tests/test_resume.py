@@ -91,3 +91,41 @@ def test_a_trial_stopped_by_ctrl_c_runs_again_and_the_sequence_goes_on(make_stud
     retry = next(t for t in resumed if t.user_attrs.get("retry_of") == stopped.number)
     assert retry.state.name == "COMPLETE" and retry.params == stopped.params
     assert finished_params(resumed) == finished_params(once)
+
+
+def test_a_rerun_of_a_trial_stopped_before_it_drew_repeats_no_other_trial() -> None:
+    """A worker killed between the start of a trial and its first suggestion leaves a trial without values:
+    the baseline's re-run keeps the baseline's values, and another re-run draws what its trial would have."""
+    import optuna
+    from optuna.samplers import RandomSampler
+
+    from hpo.study.retry import queue_again
+    from hpo.study.seeding import TrialSeeded
+
+    def study_with(stopped: Callable[[optuna.Study], None]) -> list[optuna.trial.FrozenTrial]:
+        study = optuna.create_study(sampler=TrialSeeded(lambda seed: RandomSampler(seed=seed), 0))
+        stopped(study)
+        for _ in range(4):
+            trial = study.ask()
+            study.tell(trial, trial.suggest_float("x", 0.0, 1.0))
+        return study.trials
+
+    def baseline_stopped(study: optuna.Study) -> None:
+        study.enqueue_trial({"x": 0.5}, user_attrs={"baseline": True})
+        study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)
+        queue_again(study, study.trials[0])
+
+    def trial_stopped(study: optuna.Study) -> None:
+        study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)
+        queue_again(study, study.trials[0])
+
+    def nothing_stopped(study: optuna.Study) -> None:
+        pass
+
+    after_baseline = study_with(baseline_stopped)
+    assert after_baseline[1].params == {"x": 0.5} and after_baseline[1].user_attrs["baseline"]
+    drawn = [t.params["x"] for t in after_baseline[2:]]
+    assert len(set(drawn)) == 3
+    rerun = [t.params["x"] for t in study_with(trial_stopped)[1:]]
+    one_go = [t.params["x"] for t in study_with(nothing_stopped)]
+    assert rerun == one_go  # the re-run draws its trial's values, the next trials theirs

@@ -180,10 +180,11 @@ def test_a_trial_is_evaluated_only_where_the_pruner_can_stop_it(make_study: obje
 def test_bf16_by_default_where_the_hardware_has_it(make_study: object, monkeypatch: pytest.MonkeyPatch,
                                                    tmp_path: Path, native: bool, training: dict,
                                                    bf16: bool) -> None:
+    from hpo import devices
     from hpo.search import setup
     from hpo.spec import load_study
 
-    monkeypatch.setattr(setup, "native_bf16", lambda: native)
+    monkeypatch.setattr(devices, "hardware", lambda: devices.Hardware(cuda=False, cuda_bf16=False, cpu_bf16=native))
     study = load_study(make_study(training={"num_train_epochs": 1, **training}))
     args = setup.training_arguments(study, tmp_path)
     assert args.bf16 is bf16

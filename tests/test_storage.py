@@ -199,5 +199,6 @@ def test_many_processes_can_open_a_new_store_at_once(storage_url: str) -> None:
     import multiprocessing
 
     # an empty store: every process races to create the tables
-    with multiprocessing.get_context("fork").Pool(6) as pool:
+    # spawn: a forked child of a process with torch and database threads running can hang on their locks
+    with multiprocessing.get_context("spawn").Pool(6) as pool:
         assert pool.map(_open, [storage_url] * 6) == [True] * 6

@@ -80,7 +80,8 @@ def test_sigkill_one_of_three_postgres_workers_loses_nothing_and_final_is_made_o
     assert len(retried_from) == len(set(retried_from)), "a retried trial finished twice"
     assert killed_trial not in {t.number for t in done}
     configs = [tuple(sorted(t.params.items())) for t in done]
-    assert len(set(configs)) == len(configs), "workers repeated each other's parameters"
+    assert len(set(configs)) == len(configs), ("workers repeated each other's parameters", [
+        (t.number, t.state.name, t.params, t.system_attrs) for t in trials])
 
     # Two finalizers at once: one promotes and evaluates, the other waits and reuses its work.
     finals = [spawn("finalize", str(study), log=tmp_path / f"final{i}.log", env=env) for i in range(2)]

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     import datasets
 
     from hpo.data.prepare import Splits
+    from hpo.tasks import Task
 
 
 def tokenizer_key(tokenizer: Any) -> str:
@@ -25,12 +26,14 @@ def tokenizer_key(tokenizer: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def cache_key(splits: "Splits", tokenizer: Any, max_length: int) -> str:
-    return hashlib.sha256(f"{splits.key}|{tokenizer_key(tokenizer)}|{max_length}".encode()).hexdigest()[:20]
+def cache_key(splits: "Splits", tokenizer: Any, max_length: int, task: "Task") -> str:
+    options = task.options.model_dump_json()
+    text = f"{splits.key}|{tokenizer_key(tokenizer)}|{max_length}|{task.name}|{options}"
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def tokenize_splits(splits: "Splits", tokenizer: Any, *, max_length: int,
-                    cache_dir: Path) -> "datasets.DatasetDict":
+def tokenize_splits(splits: "Splits", tokenizer: Any, *, max_length: int, cache_dir: Path,
+                    task: "Task | None" = None) -> "datasets.DatasetDict":
     """train and validation as input_ids/attention_mask/labels/length, unpadded (padding is per batch).
 
     Also sets the tokenizer's model_max_length to `max_length`: every model saved with this tokenizer then
@@ -38,21 +41,16 @@ def tokenize_splits(splits: "Splits", tokenizer: Any, *, max_length: int,
     """
     import datasets
 
+    from hpo.tasks import get_task
+
+    task = task or get_task("text-classification")
     tokenizer.model_max_length = max_length
-    folder = cache_dir / f"tokenized-{cache_key(splits, tokenizer, max_length)}"
+    folder = cache_dir / f"tokenized-{cache_key(splits, tokenizer, max_length, task)}"
     if (folder / "dataset_dict.json").is_file():
         return datasets.load_from_disk(str(folder))
-    pair = "text_pair" in splits.train.column_names
-
-    def encode(batch: dict[str, list[Any]]) -> dict[str, Any]:
-        enc = tokenizer(batch["text"], batch["text_pair"] if pair else None, truncation=True,
-                        max_length=max_length)
-        enc["length"] = [len(ids) for ids in enc["input_ids"]]
-        return enc
-
+    encode = task.encode_fn(tokenizer, max_length=max_length, label_names=splits.label_names)
     dd = datasets.DatasetDict({"train": splits.train, "validation": splits.validation})
-    drop = [c for c in splits.train.column_names if c != "label"]
-    tokenized = dd.map(encode, batched=True, remove_columns=drop).rename_column("label", "labels")
+    tokenized = dd.map(encode, batched=True, remove_columns=splits.train.column_names)
     tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")  # workers sharing output_dir tokenize at once
     shutil.rmtree(tmp, ignore_errors=True)
     tokenized.save_to_disk(str(tmp))

@@ -59,7 +59,7 @@ def write_report(study: "LoadedStudy", results: dict[str, Any], storage: Any) ->
     from hpo.report.plots import write_plots
 
     images, skipped = write_plots(_load_studies(study, storage), out / PLOTS_DIR,
-                                  metric=results["objective"]["metric"])
+                                  metric=results["objective"]["metric"], points=results["final"].get("points"))
     blocks = report_blocks(study, results, images, skipped)
     md_path, html_path = out / "report.md", out / "report.html"
     _write_text(md_path, markdown.render(blocks))

@@ -30,10 +30,13 @@ def dataset_id(spec: Any) -> str | None:
 def card_data(results: dict[str, Any], spec: Any) -> Any:
     from huggingface_hub import EvalResult, ModelCardData
 
+    from hpo.tasks import study_task
+
+    meta = study_task(spec).card_metadata(results["data"].get("examples", []))
     final = results["final"]
     data = dataset_id(spec)
     model_name = spec.hub.repo_id.split("/")[-1] if spec.hub else spec.name
-    evals = [EvalResult(task_type="text-classification", task_name="Text Classification",
+    evals = [EvalResult(task_type=meta["task_type"], task_name=meta["task_name"],
                         dataset_type=data or spec.name, dataset_name=data or f"{spec.name} (test split)",
                         dataset_config=spec.dataset.config if data else None, dataset_split="test",
                         metric_type=name, metric_name=name.replace("_", " ").title(), metric_value=float(value))
@@ -41,14 +44,19 @@ def card_data(results: dict[str, Any], spec: Any) -> Any:
     return ModelCardData(
         model_name=model_name, base_model=_hub_id(final["model"]), datasets=[data] if data else None,
         license=spec.hub.license if spec.hub else None, library_name="transformers",
-        pipeline_tag="text-classification", tags=list(TAGS), metrics=sorted(final["test_metrics"]),
-        eval_results=evals)
+        pipeline_tag=meta["pipeline_tag"], tags=list(dict.fromkeys([*meta["tags"], *TAGS])),
+        metrics=sorted(final["test_metrics"]), eval_results=evals, **({"widget": meta["widget"]} if meta["widget"] else {}))
 
 
 def body_blocks(results: dict[str, Any], spec: Any, *, model_ref: str, title: str) -> list[Any]:
-    return [*sections.summary(results, spec, title=title), *sections.how_to_use(model_ref, spec),
-            *sections.evaluation(results), *sections.comparison(results), *sections.search(results),
-            *sections.training_data(results, spec), *sections.intended_use_and_limits(results, spec)]
+    from hpo.tasks import study_task
+
+    task = study_task(spec)
+    own = task.report_sections(results["final"], results["data"], model_ref=model_ref,
+                               max_length=spec.dataset.max_length)
+    return [*sections.summary(results, spec, title=title, task=task), *own["how_to_use"], *own["evaluation"],
+            *sections.comparison(results), *sections.search(results), *sections.training_data(results, spec),
+            *own["intended_use"]]
 
 
 def model_ref(study: Any) -> str:
@@ -83,6 +91,6 @@ def check_card(card: Any) -> dict[str, Any]:
     name, results = model_index_to_eval_results(meta["model-index"])
     if not results or any(r.metric_value is None or not r.dataset_type for r in results):
         raise ValueError("model-index has no usable results")
-    if meta.get("pipeline_tag") != "text-classification":
-        raise ValueError("pipeline_tag must be text-classification")
+    if meta.get("pipeline_tag") not in ("text-classification", "token-classification"):
+        raise ValueError("pipeline_tag must be text-classification or token-classification")
     return meta

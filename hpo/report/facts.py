@@ -72,3 +72,11 @@ def short_model(model: str) -> str:
     """A Hub id as is; a local folder by its last two parts."""
     p = Path(model)
     return model if not p.is_absolute() else "/".join(p.parts[-2:])
+
+
+def devices_text(search: dict[str, Any]) -> str:
+    """'cuda:0 (NVIDIA A100): 4 trials, cuda:1 (NVIDIA A100): 4 trials; peak memory 5,120 MB'."""
+    text = ", ".join(f"{d}: {n} trial{'s' if n != 1 else ''}" for d, n in search["devices"].items())
+    if search.get("peak_memory_mb") is not None:
+        text += f"; peak memory {search['peak_memory_mb']:,.0f} MB per trial at most"
+    return text

@@ -47,8 +47,10 @@ def _draw(make: Callable[[], Any], path: Path) -> str | None:
         return f"{type(e).__name__}: {' '.join(str(e).split())[:160]}"
 
 
-def write_plots(studies: dict[str, Any], folder: Path, *, metric: str) -> tuple[list[tuple[str, str]], list[str]]:
-    """Plots for `{label: optuna.Study}` into `folder`. Returns ([(file name, caption)], [skip notes])."""
+def write_plots(studies: dict[str, Any], folder: Path, *, metric: str,
+                points: list[list[float]] | None = None) -> tuple[list[tuple[str, str]], list[str]]:
+    """Plots for `{label: optuna.Study}` into `folder`, and predicted against true values on the test split when
+    `points` ([true, predicted] pairs, regression) are given. Returns ([(file name, caption)], [skip notes])."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -94,7 +96,21 @@ def write_plots(studies: dict[str, Any], folder: Path, *, metric: str) -> tuple[
                 f"Intermediate validation {metric} during training (pruning points){of}",
                 lambda s=study: _labelled(vis.plot_intermediate_values(s), x="percent of an epoch",
                                           y=f"validation {metric}"))
+    if points:
+        add("predicted_vs_true.png", "Predicted against true values on the unseen test split (diagonal: exact)",
+            lambda: _scatter(points))
     return images, skipped
+
+
+def _scatter(points: list[list[float]]) -> Any:
+    import matplotlib.pyplot as plt
+
+    gold, predicted = zip(*points)
+    _, ax = plt.subplots()
+    ax.scatter(gold, predicted, s=8, alpha=0.5)
+    low, high = min(*gold, *predicted), max(*gold, *predicted)
+    ax.plot([low, high], [low, high], color="grey", linewidth=1)
+    return _labelled(ax, x="true value", y="predicted value")
 
 
 def _slug(label: str) -> str:

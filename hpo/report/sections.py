@@ -6,7 +6,7 @@ import shlex
 from typing import Any, Sequence
 
 from hpo.report.blocks import Block, Bullets, Code, Heading, Image, Para, Table, duration, fmt, seconds
-from hpo.report.facts import (parameter_count, pruner_text, sampler_text, short_model, space_text,
+from hpo.report.facts import (devices_text, parameter_count, pruner_text, sampler_text, short_model, space_text,
                               validation_metrics)
 
 METRIC_ORDER = ["accuracy", "f1", "precision", "recall", "matthews_correlation", "loss"]
@@ -27,13 +27,20 @@ def _data_source(spec: Any) -> str:
     return "local files " + ", ".join(files)
 
 
-def summary(results: dict[str, Any], spec: Any, *, title: str) -> list[Block]:
+def shown_metric(results: dict[str, Any], test: dict[str, Any]) -> str:
+    """The test metric to show: the objective's, or (for loss) the first the test evaluation has."""
+    metric = results["objective"]["metric"]
+    return metric if metric in test else next(iter(test), metric)
+
+
+def summary(results: dict[str, Any], spec: Any, *, title: str, task: Any) -> list[Block]:
     final, metric = results["final"], results["objective"]["metric"]
     counts = sum(m["counts"]["finished"] for m in results["models"])
     test = final["test_metrics"]
-    shown = metric if metric in test else "accuracy"
+    shown = shown_metric(results, test)
+    article = task.description
     return [Heading(1, title), Para(
-        f"A text-classification model fine-tuned from `{short_model(final['model'])}` on {_data_source(spec)}. "
+        f"{article[0].upper()}{article[1:]} fine-tuned from `{short_model(final['model'])}` on {_data_source(spec)}. "
         f"Its hyperparameters were chosen by an Optuna search of {counts} trials (study `{results['study']}`) "
         f"that {results['objective']['direction']}d validation {metric}; the best trial (#{final['trial']}) "
         f"was then scored once on unseen test data: **{shown} {fmt(test.get(shown))}** on "
@@ -105,6 +112,7 @@ def search(results: dict[str, Any]) -> list[Block]:
              f"sampler: {sampler_text(s['sampler'])}", f"pruner: {pruner_text(s['pruner'])}",
              f"compute: {duration(timings.get('compute_s'))} of training and evaluation summed over trials"
              + (f", in {s['precision']}" if s.get("precision") else ""),
+             *([f"devices: {devices_text(s)}"] if s.get("devices") else []),
              f"final model: {final['how']} from trial #{final['trial']}"]
     rows = [[f"`{k}`", space_text(p), baseline.get(k), final["params"].get(k)] for k, p in s["space"].items()]
     blocks: list[Block] = [Heading(2, "Hyperparameter search"), Bullets(facts), Heading(3, "Hyperparameters"),
@@ -124,7 +132,7 @@ def comparison(results: dict[str, Any]) -> list[Block]:
         if base:
             rows.append([f"{prefix}baseline (Trainer defaults)", base["number"], base["state"].lower(),
                          base["value"], None, seconds(base.get("duration_s"))])
-        test = m["test"]["metrics"].get(metric, m["test"]["metrics"].get("accuracy"))
+        test = m["test"]["metrics"].get(shown_metric(results, m["test"]["metrics"]))
         best_duration = next((t["duration_s"] for t in results["trials"].get(m["study_name"], [])
                               if t["number"] == m["best_trial"]), None)
         rows.append([f"{prefix}best", m["best_trial"], "complete", m["best_value"], test, seconds(best_duration)])
@@ -143,7 +151,7 @@ def models_table(results: dict[str, Any]) -> list[Block]:
         test = m["test"]["metrics"]
         size = parameter_count(m["path"])
         rows.append([("**" + short_model(m["model"]) + "** (chosen)") if m["study_name"] == winner
-                     else short_model(m["model"]), m["best_value"], test.get(metric, test.get("accuracy")),
+                     else short_model(m["model"]), m["best_value"], test.get(shown_metric(results, test)),
                      size, seconds(m["test"].get("latency_ms_per_example")), m["counts"]["complete"],
                      seconds(m["compute_s"])])
     return [Heading(3, "Base models compared"),

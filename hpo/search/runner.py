@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from hpo import interrupts, progress
+from hpo import interrupts, progress, upstream
 from hpo.errors import SearchError
 from hpo.study.counts import count_trials
 from hpo.study.factory import load_or_create, study_kwargs
@@ -60,16 +60,16 @@ def fail_orphans(optuna_study: "optuna.Study") -> int:
     """Mark RUNNING trials FAIL (and re-queue them): only called when no other process can own them."""
     from optuna.trial import TrialState
 
-    storage = optuna_study._storage
+    storage = upstream.storage_of(optuna_study)
     callback = storage.get_heartbeat_stale_trial_callback() if hasattr(
         storage, "get_heartbeat_stale_trial_callback") else None
     n = 0
     for t in optuna_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        storage.set_trial_system_attr(t._trial_id, "fail_reason", "its process died")  # a failed trial is frozen
-        if storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+        storage.set_trial_system_attr(upstream.trial_id(t), "fail_reason", "its process died")  # a failed trial is frozen
+        if storage.set_trial_state_values(upstream.trial_id(t), state=TrialState.FAIL):
             n += 1
             if callback is not None:
-                callback(optuna_study, storage.get_trial(t._trial_id))
+                callback(optuna_study, storage.get_trial(upstream.trial_id(t)))
     return n
 
 
@@ -79,7 +79,7 @@ def enqueue_initial(ctx: SearchContext) -> None:
     Only into a new study, so a resumed or shared study never gets them twice.
     """
     from hpo.search.space import trainer_defaults
-    from hpo.selection.warm import enqueue_warm_start, warm_start
+    from hpo.search.warm import enqueue_warm_start, warm_start
 
     s = ctx.study.spec
     if ctx.optuna_study.user_attrs.get("initial_enqueued") or ctx.optuna_study.get_trials(deepcopy=False):
@@ -115,13 +115,13 @@ def run_trials(ctx: SearchContext, *, max_trials: int | None = None, timeout: fl
     """
     import optuna
 
-    from hpo.selection.objectives import make_objective, search_direction
+    from hpo.study.objectives import make_objective, search_direction
 
     spec = ctx.study.spec
     n_trials = spec.search.trial_cap
     started = time.monotonic()
     ran = 0
-    logging.getLogger("optuna.study._optimize").addFilter(_quiet_trial_failures)
+    logging.getLogger(upstream.OPTIMIZE_LOGGER).addFilter(_quiet_trial_failures)
     kwargs = study_kwargs(ctx.study, ctx.model_id, ctx.storage)
     sampler = kwargs["sampler"]
     failures = FailureStreak(spec.search.max_failures)
@@ -161,7 +161,7 @@ def run_trials(ctx: SearchContext, *, max_trials: int | None = None, timeout: fl
                 if error is not None:
                     raise error
                 continue
-            trial = ctx.optuna_study._storage.get_trial(sampler.trial_id)
+            trial = upstream.storage_of(ctx.optuna_study).get_trial(sampler.trial_id)
             if budget is not None:
                 budget.trial_done(trial, time.monotonic() - began)
             reason = _failure(ctx, trial, sampler.told, error)
@@ -195,6 +195,8 @@ def _failure(ctx: SearchContext, trial: "optuna.trial.FrozenTrial", told: Any, e
                      "raise it on a busy machine); its retry runs again")
         return None
     if error is not None and _raised_by_objective(error):
+        if own := trial.system_attrs.get("fail_reason"):  # the trial said why itself (out of memory)
+            return str(own)
         return f"{type(error).__name__}: {' '.join(str(error).split())}"[:300]
     value = getattr(ctx.trainer, "objective", None)
     return f"the trial's objective value {value!r} is not a number"  # Optuna fails NaN without raising
@@ -219,7 +221,7 @@ def _queue_stopped_trial(study: "optuna.Study", trial_id: int | None) -> None:
 
     if trial_id is None:
         return
-    trial = study._storage.get_trial(trial_id)
+    trial = upstream.storage_of(study).get_trial(trial_id)
     if trial.state.name == "FAIL":
         queue_again(study, trial)
 

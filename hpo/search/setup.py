@@ -1,4 +1,4 @@
-"""Build the search Trainer from the spec: arguments, data, collator, metrics and model_init."""
+"""Build the Trainer from the spec: a configuration's arguments, data, collator, metrics and model_init."""
 
 from __future__ import annotations
 
@@ -8,23 +8,23 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hpo import metrics as metric_lib
+from hpo.devices import precision_defaults  # the choice per device lives there
 from hpo.models import BaseModel, load_tokenizer, resolve_model
 from hpo.search.space import make_hp_space
-from hpo.spec.checks import normalized_training
+from hpo.spec.checks import coerce_training_value, normalized_training
 
 if TYPE_CHECKING:
     from hpo.data import Splits
     from hpo.spec import LoadedStudy
 
-_BASE_MODELS: dict[tuple[str, tuple[str, ...]], BaseModel] = {}
+_BASE_MODELS: dict[tuple[str, str, tuple[str, ...]], BaseModel] = {}
 
 
-def base_model(source: str, label_names: list[str]) -> BaseModel:
-    """One BaseModel per process and label set: the weights are read from disk once."""
-    key = (source, tuple(label_names))
+def base_model(source: str, label_names: list[str], task: Any = None) -> BaseModel:
+    """One BaseModel per process, task and label set: the weights are read from disk once."""
+    key = (source, task.name if task is not None else "text-classification", tuple(label_names))
     if key not in _BASE_MODELS:
-        _BASE_MODELS[key] = BaseModel(source, id2label=dict(enumerate(label_names)))
+        _BASE_MODELS[key] = BaseModel(source, id2label=dict(enumerate(label_names)), task=task)
     return _BASE_MODELS[key]
 
 
@@ -35,7 +35,13 @@ def set_threads() -> None:
     torch.set_num_threads(max(1, cores))
 
 
-def training_arguments(study: "LoadedStudy", output_dir: Path, **overrides: Any) -> Any:
+def training_arguments(study: "LoadedStudy", output_dir: Path, params: dict[str, Any] | None = None,
+                       **overrides: Any) -> Any:
+    """The TrainingArguments of one configuration: hpo's defaults, the study file's `training`, a trial's
+    searched values (`params`), then `overrides` (a seed run's seed, no evaluation in a final training).
+
+    The one place a configuration becomes arguments: the search's trials (`SearchTrainer.use_configuration`)
+    and every training outside the search (`hpo.training`) take it."""
     from transformers import TrainingArguments
 
     values: dict[str, Any] = {
@@ -47,18 +53,18 @@ def training_arguments(study: "LoadedStudy", output_dir: Path, **overrides: Any)
     training = normalized_training(study)
     values.update(precision_defaults(training))
     values.update(training)
+    values.update(searched_values(params or {}))
     values.update(overrides)
     if (values.get("bf16") or values.get("fp16")) and not _has_cuda():
         values.setdefault("use_cpu", True)  # mixed precision on a CPU-only machine needs it said
     return TrainingArguments(output_dir=str(output_dir), **values)
 
 
-def precision_defaults(training: dict[str, Any]) -> dict[str, Any]:
-    """bf16 autocast where the hardware computes in bf16 natively, unless the study file chooses. On an
-    AVX512-BF16 CPU it trains ~1.5x faster than fp32 (bench/bare_loop.py); master weights stay fp32."""
-    if {"bf16", "fp16", "bf16_full_eval", "fp16_full_eval"} & training.keys():
-        return {}
-    return {"bf16": True} if native_bf16() else {}
+def searched_values(params: dict[str, Any]) -> dict[str, Any]:
+    """A trial's values as their fields take them. Numbers keep the type the space declares (the stock
+    Trainer casts to the default's type: a float `warmup_steps` ratio would become int 0, and a field whose
+    default is None could not be searched); a string choice is read as its field's type ("1e-5")."""
+    return {k: coerce_training_value(k, v) if isinstance(v, str) else v for k, v in params.items()}
 
 
 def precision_name(study: "LoadedStudy") -> str:
@@ -68,32 +74,10 @@ def precision_name(study: "LoadedStudy") -> str:
     return "bf16" if values.get("bf16") else "fp16" if values.get("fp16") else "fp32"
 
 
-def native_bf16() -> bool:
-    import torch
-
-    if _has_cuda():
-        return bool(torch.cuda.is_bf16_supported())
-    cpu = getattr(torch, "cpu", None)
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # no public API for this yet
-    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
-
-
 def _has_cuda() -> bool:
     import torch
 
     return bool(torch.cuda.is_available())
-
-
-def compute_metrics_fn(study: "LoadedStudy") -> Any:
-    names = metric_lib.metric_names(study.spec.objective.metric)
-    for n in names:
-        metric_lib.load_metric(n)  # fail before training, not at the first evaluation
-    average = study.spec.objective.average
-
-    def compute(pred: Any) -> dict[str, float]:
-        logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
-        return metric_lib.compute(names, np.argmax(logits, axis=-1), pred.label_ids, average=average)
-    return compute
 
 
 def by_length(dataset: Any) -> Any:
@@ -109,9 +93,9 @@ def pruning_subset(validation: Any, n: int | None, *, seed: int) -> Any:
     return by_length(validation.shuffle(seed=seed).select(range(n)))
 
 
-def build_trainer(study: "LoadedStudy", model_id: str, splits: "Splits", *, checkpoints: Path | None) -> Any:
-    from transformers import DataCollatorWithPadding
-
+def build_trainer(study: "LoadedStudy", model_id: str, splits: "Splits", *, checkpoints: Path | None,
+                  params: dict[str, Any] | None = None, **overrides: Any) -> Any:
+    """The search's Trainer (no `params`), or one built for a configuration (see `training_arguments`)."""
     from hpo.data import tokenize_splits
     from hpo.search.trainer import SearchTrainer
     from hpo.study.factory import decision_points, resolved_pruner
@@ -121,14 +105,16 @@ def build_trainer(study: "LoadedStudy", model_id: str, splits: "Splits", *, chec
     source = resolve_model(model_id, str(study.paths.base_dir))
     tokenizer = load_tokenizer(source)
     tokenized = tokenize_splits(splits, tokenizer, max_length=spec.dataset.max_length,
-                                cache_dir=study.paths.output_dir / "cache")
-    base = base_model(source, splits.label_names)
+                                cache_dir=study.paths.output_dir / "cache", task=study.task)
+    base = base_model(source, splits.label_names, study.task)
+    scratch = study.paths.output_dir / "scratch"
     trainer = SearchTrainer(
         model_init=lambda trial=None: base.build(),
-        args=training_arguments(study, study.paths.output_dir / "scratch"),
+        args=training_arguments(study, scratch, params, **overrides),
+        configure=lambda values: training_arguments(study, scratch, values),
         train_dataset=tokenized["train"], eval_dataset=by_length(tokenized["validation"]),
-        data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
-        compute_metrics=compute_metrics_fn(study),
+        data_collator=study.task.collator(tokenizer), processing_class=tokenizer,
+        compute_metrics=study.task.compute_metrics_fn(splits.label_names, objective=spec.objective.metric),
         evals_per_epoch=spec.search.evals_per_epoch, points=decision_points(resolved_pruner(study)),
         objective_key=spec.objective.metric,
         direction=spec.objective.resolved_direction, checkpoints=checkpoints,

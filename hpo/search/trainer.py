@@ -1,13 +1,19 @@
 """The Trainer used by the search, and what it changes in the stock one:
 
-- searched values keep their declared type (the stock setup casts to the default's type: a float
-  `warmup_steps` ratio would become int 0);
+- a trial's configuration is put into the arguments before `train()` reads them (it seeds, builds the model
+  and hooks NEFTune before the stock trial setup), through the same step a Trainer built for a configuration
+  takes (`setup.training_arguments`): searched values keep their declared type, fields whose default is None
+  can be searched, and what the Trainer reads from its arguments once (batch size, NEFTune, label smoothing)
+  follows;
 - evaluation on a grid of several points per epoch, reported to the pruner in percent of an epoch, so
   trials with other batch sizes or epochs are compared at the same point of training; only the grid
   points where the pruner can decide are evaluated (`DecisionPoints`);
 - an evaluation at the very end, so the trial's value is the trained model's;
 - `group_by_length` batches in random order (`LengthBucketSampler`), not the Trainer's long-to-short sweeps;
-- per-trial user attrs for optuna-dashboard (metrics, timings, worker) and the models of the best trials kept.
+- per-trial user attrs for optuna-dashboard (metrics, timings, worker) and the models of the best trials kept
+  (a running trial's model is never removed by another worker);
+- each trial's model, optimizer and data loaders freed when it ends and before the next is built, and out
+  of memory ending the trial as FAIL with one line (`memory.py`).
 """
 
 from __future__ import annotations
@@ -16,11 +22,13 @@ import math
 import shutil
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from transformers import Trainer, TrainerCallback
 
-from hpo import interrupts
+from hpo import interrupts, upstream
+from hpo.search import memory
+from hpo.results import read_json, write_json
 from hpo.search.batches import LengthBucketSampler
 from hpo.study.workers import worker_id
 
@@ -30,6 +38,7 @@ if TYPE_CHECKING:
     from hpo.study.factory import DecisionPoints
 
 PROGRESS_UNIT = 100  # pruning steps per epoch
+KEPT_MARKER = "hpo-trial.json"  # in a kept model's folder: which study (in its store) and trial it is
 
 
 class EvaluationPoints(TrainerCallback):
@@ -40,9 +49,11 @@ class EvaluationPoints(TrainerCallback):
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
         t = self.trainer
+        if upstream.current_trial(t) is None:  # a training outside the search is scored afterwards, by whoever asked for it
+            return control
         if state.global_step >= state.max_steps:
             control.should_evaluate = True
-        elif control.should_evaluate and t._trial is not None:
+        elif control.should_evaluate:
             # a grid point in the last slot is the end, evaluated once, at the last step; a slot reported
             # already (steps per epoch not divisible by the grid) is not evaluated twice
             progress = t._progress()
@@ -52,11 +63,12 @@ class EvaluationPoints(TrainerCallback):
 
 
 class SearchTrainer(Trainer):
-    def __init__(self, *args: Any, evals_per_epoch: int, points: "DecisionPoints", objective_key: str,
-                 direction: str, checkpoints: Path | None, keep_checkpoints: int, n_trials: int,
-                 pruning_eval_dataset: Any = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, configure: Callable[[dict[str, Any]], Any], evals_per_epoch: int,
+                 points: "DecisionPoints", objective_key: str, direction: str, checkpoints: Path | None,
+                 keep_checkpoints: int, n_trials: int, pruning_eval_dataset: Any = None, **kwargs: Any) -> None:
         self.profile: dict[str, float] = {}  # per trial; the base class calls call_model_init from __init__
         super().__init__(*args, **kwargs)
+        self.configure = configure  # a configuration's values -> TrainingArguments
         self.pruning_eval_dataset = pruning_eval_dataset
         self.evals_per_epoch, self.points = evals_per_epoch, points
         self.objective_key, self.direction = objective_key, direction
@@ -65,12 +77,21 @@ class SearchTrainer(Trainer):
         self.add_callback(EvaluationPoints(self))
 
     # -- trial setup ---------------------------------------------------------------------------
+    def use_configuration(self, params: dict[str, Any]) -> None:
+        """Make the arguments `train()` holds what a Trainer built for this configuration has."""
+        from transformers.trainer_pt_utils import LabelSmoother
+
+        built = self.configure(params)
+        for key in params:
+            setattr(self.args, key, getattr(built, key))
+        # what the Trainer reads from its arguments once, when it is built
+        upstream.set_train_batch_size(self, self.args.train_batch_size)
+        self.neftune_noise_alpha = self.args.neftune_noise_alpha
+        factor = self.args.label_smoothing_factor
+        self.label_smoother = LabelSmoother(epsilon=factor) if factor else None
+
     def _hp_search_setup(self, trial: Any) -> None:
-        if self.hp_search_backend is not None and trial is not None:
-            for key, value in self.hp_space(trial).items():
-                if hasattr(self.args, key) and value is not None:
-                    setattr(self.args, key, type(value)(getattr(self.args, key)))  # cast keeps the sampled type
-        super()._hp_search_setup(trial)
+        super()._hp_search_setup(trial)  # sets again the values use_configuration put in: a no-op cast now
         if trial is not None and self.train_dataset is not None:
             per_step = self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps
             steps_per_epoch = max(1, math.ceil(len(self.train_dataset) / per_step))
@@ -79,9 +100,6 @@ class SearchTrainer(Trainer):
 
     def call_model_init(self, trial: Any = None) -> Any:
         start = time.perf_counter()
-        if trial is not None and hasattr(trial, "study"):
-            _refuse_surplus(trial, self.n_trials)
-            trial.set_user_attr("worker", worker_id())
         self.reported: set[int] = set()
         model = super().call_model_init(trial)
         self.profile["model_load"] = time.perf_counter() - start
@@ -100,7 +118,7 @@ class SearchTrainer(Trainer):
     def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
         start = time.perf_counter()
         if self.pruning_eval_dataset is not None and not args and kwargs.get("eval_dataset") is None \
-                and self._trial is not None and not self._at_end():
+                and upstream.current_trial(self) is not None and not self._at_end():
             kwargs["eval_dataset"] = self.pruning_eval_dataset  # pruning points; the trial's value uses all rows
         try:
             return super().evaluate(*args, **kwargs)
@@ -151,16 +169,22 @@ class SearchTrainer(Trainer):
     def train(self, *args: Any, trial: Any = None, **kwargs: Any) -> Any:
         if trial is None or not hasattr(trial, "study"):
             return super().train(*args, trial=trial, **kwargs)
+        _refuse_surplus(trial, self.n_trials)  # before sampling: a surplus trial draws nothing
+        trial.set_user_attr("worker", worker_id())
         start = time.perf_counter()
         self.profile = {"model_load": 0.0, "evaluation": 0.0, "reporting": 0.0, "checkpoint": 0.0}
+        memory.trial_started(self, trial)
         try:
+            self.use_configuration(self.hp_space(trial))
             with interrupts.interruptible():  # what follows training is quick and lets the trial finish
-                out = super().train(*args, trial=trial, **kwargs)
+                out = memory.fail_on_out_of_memory(
+                    self, trial, lambda: super(SearchTrainer, self).train(*args, trial=trial, **kwargs))
             self.profile["train_total"] = time.perf_counter() - start
             self._keep_if_best(trial)
             return out
         finally:
             self._record_profile(trial, time.perf_counter() - start)
+            memory.trial_ended(self, trial)
 
     def _record_profile(self, trial: "optuna.Trial", wall: float) -> None:
         p = self.profile
@@ -172,13 +196,19 @@ class SearchTrainer(Trainer):
         trial.set_user_attr("duration_s", round(wall, 2))
 
     def _keep_if_best(self, trial: "optuna.Trial") -> None:
-        """Save this trial's model if it is among the best `keep_checkpoints`; drop the ones pushed out."""
+        """Save this trial's model if it is among the best `keep_checkpoints`; drop the ones pushed out.
+
+        Only models of finished trials are dropped: another worker's trial may have saved its model and not be
+        recorded COMPLETE yet. So at most `keep_checkpoints` plus the trials running at once are on disk."""
         if self.checkpoints is None or self.objective is None:
             return
         start = time.perf_counter()
         from optuna.trial import TrialState
 
-        done = [t for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
+        from hpo.study.workers import study_uid
+
+        trials = trial.study.get_trials(deepcopy=False)
+        done = [t for t in trials if t.state == TrialState.COMPLETE and t.values]
         # multi-objective studies: the models kept are those best by the metric (their first objective)
         own = self.objective[0] if isinstance(self.objective, (list, tuple)) else self.objective
         values = sorted([t.values[0] for t in done] + [own], reverse=self.direction == "maximize")
@@ -191,15 +221,28 @@ class SearchTrainer(Trainer):
             self.save_model(str(tmp))
             if self.processing_class is not None:
                 self.processing_class.save_pretrained(str(tmp))
+            write_json(tmp / KEPT_MARKER, {"study_id": study_uid(trial.study), "trial": trial.number,
+                                           "params": trial.params})
             shutil.rmtree(target, ignore_errors=True)
             tmp.replace(target)
             trial.set_user_attr("checkpoint", str(target))
-            keep = {t.number for t in done if better(t.values[0], cutoff)} | {trial.number}
-            for old in self.checkpoints.glob("trial-*"):
-                num = old.name.removeprefix("trial-")
-                if num.isdigit() and int(num) not in keep:
-                    shutil.rmtree(old, ignore_errors=True)
+        keep = {t.number for t in done if better(t.values[0], cutoff)} | {trial.number}
+        finished = {t.number for t in trials if t.state.is_finished()}
+        for old in self.checkpoints.glob("trial-*"):
+            num = old.name.removeprefix("trial-")
+            if num.isdigit() and int(num) in finished - keep:
+                shutil.rmtree(old, ignore_errors=True)
         self.profile["checkpoint"] = time.perf_counter() - start
+
+
+def kept_model(trial: "optuna.trial.FrozenTrial", study_id: str) -> str | None:
+    """The folder of the trial's kept model, if it is still there and still this trial's (a study of the same
+    name in another store writes the same folder names)."""
+    path = trial.user_attrs.get("checkpoint")
+    if not path or not (Path(path) / "config.json").is_file():
+        return None
+    marker = read_json(Path(path) / KEPT_MARKER) or {}
+    return path if marker.get("study_id") == study_id and marker.get("trial") == trial.number else None
 
 
 def _single_objective(trial: Any) -> bool:

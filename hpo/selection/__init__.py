@@ -1,1 +1,1 @@
-"""Choosing the final model among the best trials: held-out gate, multi-seed finalists, Pareto pick, warm start."""
+"""Choosing the final model among the best trials: held-out gate, multi-seed finalists, Pareto pick."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from hpo.selection.objectives import directions, is_multi, named_values, objective_names
+from hpo.study.objectives import directions, is_multi, named_values, objective_names
 
 if TYPE_CHECKING:
     import optuna

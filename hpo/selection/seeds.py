@@ -2,19 +2,19 @@
 
 The search's own run is left out of the mean: it was picked because it scored well, so counting it would
 carry the selection's luck into the comparison. The finalist with the best mean wins; its best seed's model
-(by validation) becomes the final model. Runs are cached in the output folder, a rerun only does what is missing.
+(by validation) becomes the final model. Runs are cached in the output folder (for as long as the data and the
+study in its store are the ones they were made from), a rerun only does what is missing.
 """
 
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpo import progress
 from hpo.results import read_json, write_json
-from hpo.selection.gate import selection_dir
-from hpo.selection.objectives import objective_key, primary_value
+from hpo.selection.gate import selection_cache
+from hpo.study.objectives import primary_value
 from hpo.selection.stats import mean_interval
 
 if TYPE_CHECKING:
@@ -32,33 +32,16 @@ def fresh_seeds(study: "LoadedStudy") -> list[int]:
     return [base + 1 + i for i in range(study.spec.selection.seeds)]
 
 
-def train_seed(study: "LoadedStudy", model_id: str, trial: "optuna.trial.FrozenTrial", splits: "Splits",
-               seed: int, out: Path) -> float:
-    """Train the trial's parameters with `seed`, save the model to `out`, return its validation metric."""
-    from optuna.trial import FixedTrial
-
-    from hpo.search.setup import build_trainer
-
-    trainer = build_trainer(study, model_id, splits, checkpoints=None)
-    trainer.args.eval_strategy = "no"
-    for key, value in trainer.hp_space_fn(FixedTrial(trial.params)).items():
-        setattr(trainer.args, key, value)
-    trainer.args.seed = seed
-    trainer.train()
-    value = float(trainer.evaluate()[objective_key(study.spec.objective.metric)])
-    trainer.save_model(str(out))
-    trainer.processing_class.save_pretrained(str(out))
-    return value
-
-
 def run_seeds(study: "LoadedStudy", model_id: str, optuna_study: "optuna.Study", splits: "Splits",
               candidates: list["optuna.trial.FrozenTrial"]) -> dict[str, Any] | None:
     """Re-run the first top_k candidates with `selection.seeds` seeds; None when seeds is 1."""
+    from hpo.training import train_configuration
+
     spec = study.spec
     if spec.selection.seeds < 2 or not candidates:
         return None
     finalists = candidates[:max(1, spec.selection.top_k)]
-    folder = selection_dir(study, optuna_study.study_name)
+    folder = selection_cache(study, optuna_study, splits)
     cache_path = folder / "seeds.json"
     cache = read_json(cache_path) or {}
     maximize = spec.objective.resolved_direction == "maximize"
@@ -75,7 +58,7 @@ def run_seeds(study: "LoadedStudy", model_id: str, optuna_study: "optuna.Study",
             progress.say(f"seeds: trial {t.number} with seed {seed}")
             tmp = folder / f"finalist-{t.number}-seed-{seed}.tmp"
             shutil.rmtree(tmp, ignore_errors=True)
-            value = train_seed(study, model_id, t, splits, seed, tmp)
+            value = train_configuration(study, model_id, splits, t.params, tmp, score=True, seed=seed).validation
             best = runs["best_seed"]
             if best is None or better(value, runs["runs"][str(best)]):
                 shutil.rmtree(model, ignore_errors=True)

@@ -14,6 +14,8 @@ from pydantic import BaseModel
 
 from hpo.errors import SpecError
 from hpo.spec.schema import CategoricalParam, FloatParam, IntParam, SearchSpec, StudySpec
+from hpo.tasks.conll import CONLL_SUFFIXES
+from hpo.tasks.options import DATASET_OPTIONS
 
 if TYPE_CHECKING:
     from hpo.spec.loader import LoadedStudy
@@ -31,7 +33,6 @@ RESERVED_TRAINING = {
     "metric_for_best_model": "set objective.metric instead",
 }
 SUFFIX_EXTENSIONS = {".csv", ".json", ".jsonl", ".parquet"}
-KNOWN_METRICS = {"accuracy", "f1", "precision", "recall", "matthews_correlation", "loss"}
 
 
 def _model_at(loc: tuple[Any, ...]) -> Any:
@@ -159,9 +160,12 @@ def check_dataset_source(study: "LoadedStudy") -> None:
             if given is None:
                 continue
             suffix = os.path.splitext(given)[1].lower()
-            if suffix not in SUFFIX_EXTENSIONS:
+            if suffix not in SUFFIX_EXTENSIONS and not (study.spec.task == "token-classification"
+                                                        and suffix in CONLL_SUFFIXES):
                 raise SpecError(f"unknown file type {suffix or '(none)'!r} for {given}", file=f,
-                                path=f"dataset.{split}", hint="use .csv, .json, .jsonl or .parquet")
+                                path=f"dataset.{split}", hint="use .csv, .json, .jsonl or .parquet"
+                                + (" (or .conll, .txt for task: token-classification)" if suffix in CONLL_SUFFIXES
+                                   else ""))
             resolved = study.resolve(given)
             if resolved.is_dir():
                 raise SpecError(f"{given} is a directory, not a data file", file=f, path=f"dataset.{split}",
@@ -191,14 +195,48 @@ def check_dataset_columns(study: "LoadedStudy") -> None:
                         hint="give one name (it names the corpus' text column)")
 
 
+# dataset keys that only some tasks read (the tasks' own keys come from hpo/tasks/options.py)
+TASK_ONLY_KEYS = {"label_names": ("text-classification",),
+                  "text_pair_column": ("text-classification", "text-regression", "multi-label-classification"),
+                  "label_column": ("text-classification", "text-regression", "multi-label-classification")}
+
+
+def check_task_keys(study: "LoadedStudy") -> None:
+    """Every dataset key given belongs to the study's task, and the task's options are valid together."""
+    from pydantic import ValidationError
+
+    spec, f = study.spec, study.file
+    owners = {k: (t,) for t, options in DATASET_OPTIONS.items() for k in options.model_fields} | TASK_ONLY_KEYS
+    for key in sorted(spec.dataset.model_fields_set):
+        if key in owners and spec.task not in owners[key]:
+            raise SpecError(f"{key} is a key of {' and '.join(owners[key])}, but the task is {spec.task}",
+                            file=f, path=f"dataset.{key}", hint=f"remove it, or set task: {owners[key][0]}")
+    if "average" in spec.objective.model_fields_set and spec.task != "text-classification":
+        raise SpecError(f"average is for text-classification's f1/precision/recall, but the task is {spec.task}",
+                        file=f, path="objective.average", hint="remove it")
+    if spec.dataset.source == "bbc_news" and spec.task != "text-classification":
+        raise SpecError(f"the BBC News corpus is a text-classification data set, but the task is {spec.task}",
+                        file=f, path="dataset.source", hint="use source: files or hub")
+    if spec.dataset.label_columns and "label_column" in spec.dataset.model_fields_set:
+        raise SpecError("label_columns names one 0/1 column per label, so label_column is not read", file=f,
+                        path="dataset.label_column", hint="give one of label_column, label_columns")
+    try:
+        study.task
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise SpecError(first["msg"].removeprefix("Value error, "), file=f,
+                        path=f"dataset.{loc}" if loc else "dataset", hint="fix the value") from None
+
+
 def check_objective(study: "LoadedStudy") -> None:
-    """The metric is a shipped one, 'loss', or a path to an evaluate module."""
-    m = study.spec.objective.metric
-    if m in KNOWN_METRICS or os.sep in m or m.endswith(".py"):
-        return
-    close = difflib.get_close_matches(m, sorted(KNOWN_METRICS), n=1)
-    raise SpecError(f"unknown metric {m!r}", file=study.file, path="objective.metric",
-                    hint=f"did you mean '{close[0]}'?" if close else f"use one of {', '.join(sorted(KNOWN_METRICS))}")
+    """The metric is one the task computes (text-classification: also an evaluate module path), or loss."""
+    study.task.check_objective(study.spec.objective.metric, file=study.file)
+
+
+def check_task_source(study: "LoadedStudy") -> None:
+    """The task's options fit the data source (a CoNLL file is a local file)."""
+    study.task.check_source(study.spec.dataset.source, file=study.file)
 
 
 def check_sampler_fits_space(study: "LoadedStudy") -> None:
@@ -331,7 +369,7 @@ def check_training_combination(study: "LoadedStudy") -> None:
                         path="training", hint="change the fields it names") from None
 
 
-ALL_CHECKS = (check_dataset_source, check_dataset_columns, check_objective, check_sampler_fits_space,
+ALL_CHECKS = (check_task_keys, check_dataset_source, check_task_source, check_dataset_columns, check_objective, check_sampler_fits_space,
               check_enqueued_in_space, check_multi_objective, check_pick_rule, check_warm_start, check_storage_url,
               check_model_exists, check_output_dir, check_training_keys, check_int_fields_get_ints,
               check_training_combination)

@@ -28,6 +28,16 @@ class LoadedStudy:
 
     def __init__(self, spec: StudySpec, paths: ResolvedPaths) -> None:
         self.spec, self.paths = spec, paths
+        self._task: Any = None
+
+    @property
+    def task(self) -> Any:
+        """The study's Task (hpo/tasks): everything that differs between tasks goes through it."""
+        if self._task is None:
+            from hpo.tasks import study_task
+
+            self._task = study_task(self.spec)
+        return self._task
 
     @property
     def file(self) -> str:

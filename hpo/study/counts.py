@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from hpo import upstream
+
 if TYPE_CHECKING:
     import optuna
 
@@ -42,8 +44,7 @@ def rdb_backend(study: "optuna.Study") -> Any:
     """The study's RDBStorage (under Optuna's cache), or None for other storages."""
     import optuna
 
-    storage = study._storage
-    backend = getattr(storage, "_backend", storage)
+    backend = upstream.backend_of(study)
     return backend if isinstance(backend, optuna.storages.RDBStorage) else None
 
 
@@ -57,10 +58,10 @@ def count_trials(study: "optuna.Study") -> TrialCounts:
             by[t.state] += 1
     else:
         import sqlalchemy as sa
-        from optuna.storages._rdb import models
 
-        trial = models.TrialModel
-        query = sa.select(trial.state, sa.func.count()).where(trial.study_id == study._study_id).group_by(trial.state)
+        trial = upstream.rdb_models().TrialModel
+        query = (sa.select(trial.state, sa.func.count()).where(trial.study_id == upstream.study_id(study))
+                 .group_by(trial.state))
         with rdb.engine.connect() as conn:
             for state, n in conn.execute(query):
                 by[TrialState[state] if isinstance(state, str) else state] += n
@@ -76,17 +77,16 @@ def latest_trials(study: "optuna.Study", limit: int) -> list["optuna.trial.Froze
         trials = study.get_trials(deepcopy=False)
         return trials[-limit:] if limit else trials
     import sqlalchemy as sa
-    from optuna.storages._rdb import models
 
-    trial = models.TrialModel
-    query = (sa.select(trial.trial_id).where(trial.study_id == study._study_id)
+    trial = upstream.rdb_models().TrialModel
+    query = (sa.select(trial.trial_id).where(trial.study_id == upstream.study_id(study))
              .order_by(trial.number.desc()).limit(limit))
     with rdb.engine.connect() as conn:
         ids = [row[0] for row in conn.execute(query)]
     if not ids:
         return []
     # one range query from the smallest id holds them all (ids and numbers may interleave across workers)
-    found = rdb._get_trials(study._study_id, None, set(), min(ids) - 1)
+    found = upstream.rdb_trials_after(rdb, study, min(ids) - 1)
     return sorted(found, key=lambda t: t.number)[-limit:]
 
 
@@ -96,4 +96,4 @@ def running_trials(study: "optuna.Study") -> list["optuna.trial.FrozenTrial"]:
     rdb = rdb_backend(study)
     if rdb is None:
         return study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    return rdb.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.RUNNING,))
+    return rdb.get_all_trials(upstream.study_id(study), deepcopy=False, states=(TrialState.RUNNING,))

@@ -170,7 +170,7 @@ def study_kwargs(study: "LoadedStudy", model: str, storage: Any) -> dict[str, An
 def load_or_create(study: "LoadedStudy", model: str, storage: Any) -> "optuna.Study":
     import optuna
 
-    from hpo.selection.objectives import directions, name_metrics
+    from hpo.study.objectives import directions, name_metrics
 
     kw = study_kwargs(study, model, storage)
     created = optuna.create_study(directions=directions(study.spec), **kw)

@@ -34,7 +34,9 @@ def queue_again(study: "optuna.Study", trial: "optuna.trial.FrozenTrial") -> Non
     history = [*trial.system_attrs.get("retry_history", []), trial.number]
     first = trial.system_attrs.get("failed_trial", trial.number)
     system = {k: v for k, v in trial.system_attrs.items() if k != "fail_reason"}
-    system.update(failed_trial=first, retry_history=history, fixed_params=dict(trial.params))
+    # an enqueued trial (the baseline) stopped before it asked for its values keeps those it was given
+    fixed = {**trial.system_attrs.get("fixed_params", {}), **trial.params}
+    system.update(failed_trial=first, retry_history=history, fixed_params=fixed)
     user = {k: v for k, v in trial.user_attrs.items() if k not in _NOT_INHERITED}
     user["retry_of"] = first
     study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.WAITING, user_attrs=user,

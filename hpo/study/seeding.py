@@ -2,10 +2,12 @@
 
 A sampler built once per process with the study's seed starts its random stream afresh in every process, so
 a resumed study drew again the configurations it had already run. Here the study's sampler is built anew for
-each trial, seeded from the study seed and the trial's position: the number of trials before it, leaving out
-the ones stopped before they finished and queued again (Ctrl-C, SIGTERM, a dead worker). A trial then sees
-the same seed and the same finished trials whether the study ran in one go or was stopped and resumed, and
-workers asking at the same moment hold different positions, so they never draw alike.
+each trial, seeded from the study seed and the trial's position: the number of trials before it, leaving
+out the re-runs of trials stopped before they finished (Ctrl-C, SIGTERM, a dead worker), which carry their
+parameters and draw, if anything, with the seed of the trial they re-run. A trial then sees the same seed
+whether the study ran in one go or was stopped and resumed. Whether a trial is a re-run is fixed when it is
+created, so a position never changes once given, and two trials that draw never share one: workers asking
+at the same moment never draw alike.
 
 Samplers keep what they learn in the store (CMA-ES its state in trial attributes, NSGA-II its populations
 in study attributes), so a fresh instance per trial loses nothing. The grid sampler keeps the study seed: it
@@ -19,6 +21,8 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from optuna.samplers import BaseSampler
 
+from hpo import upstream
+
 if TYPE_CHECKING:
     import optuna
     from optuna.distributions import BaseDistribution
@@ -31,14 +35,12 @@ def trial_seed(seed: int, position: int) -> int:
 
 
 def position(study: "optuna.Study", trial: "FrozenTrial") -> int:
-    """Trials numbered before `trial`, less the failed ones a retry stands in for."""
-    from optuna.trial import TrialState
-
+    """Trials numbered before `trial`, less the re-runs of stopped trials; a re-run takes the position of
+    the trial it re-runs, so what it draws (values its stopped trial never asked for) is that trial's."""
     # from the storage: a pruner may hand the sampler a filtered study (Hyperband: one bracket)
-    trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
-    replaced = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
-    return sum(1 for t in trials if t.number < trial.number
-               and not (t.state == TrialState.FAIL and t.number in replaced))
+    trials = upstream.storage_of(study).get_all_trials(upstream.study_id(study), deepcopy=False)
+    number = trial.system_attrs.get("failed_trial", trial.number)
+    return sum(1 for t in trials if t.number < number and "retry_history" not in t.system_attrs)
 
 
 class TrialSeeded(BaseSampler):
@@ -57,7 +59,7 @@ class TrialSeeded(BaseSampler):
         self.told: "TrialState | None" = None
 
     def before_trial(self, study: "optuna.Study", trial: "FrozenTrial") -> None:
-        self.trial_id, self.told = trial._trial_id, None
+        self.trial_id, self.told = upstream.trial_id(trial), None
         if self._seed is not None and self._per_trial:
             self._sampler = self._build(trial_seed(self._seed, position(study, trial)))
         self._sampler.before_trial(study, trial)
@@ -76,7 +78,7 @@ class TrialSeeded(BaseSampler):
 
     def after_trial(self, study: "optuna.Study", trial: "FrozenTrial", state: "TrialState",
                     values: Sequence[float] | None) -> None:
-        if trial._trial_id == self.trial_id:
+        if upstream.trial_id(trial) == self.trial_id:
             self.told = state
         self._sampler.after_trial(study, trial, state, values)
 

@@ -3,9 +3,13 @@ one-time steps that exactly one of them may take."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
-from typing import TYPE_CHECKING
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from hpo import upstream
 
 if TYPE_CHECKING:
     import optuna
@@ -16,24 +20,36 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def claim_once(study: "optuna.Study", key: str) -> bool:
+def claim_once(study: "optuna.Study", key: str, value: Any = True) -> bool:
     """True for exactly one of all the processes that ask, on any machine: an INSERT into the study's
-    system attrs, which are unique per (study, key), so a second claimant's insert fails."""
+    system attrs, which are unique per (study, key), so a second claimant's insert fails. The winner's
+    `value` is the attr's."""
     from hpo.study.counts import rdb_backend
 
-    rdb = rdb_backend(study)
+    rdb, storage, sid = rdb_backend(study), upstream.storage_of(study), upstream.study_id(study)
     if rdb is None:  # not shareable between processes: a plain check is enough
-        if key in study._storage.get_study_system_attrs(study._study_id):
+        if key in storage.get_study_system_attrs(sid):
             return False
-        study._storage.set_study_system_attr(study._study_id, key, True)
+        storage.set_study_system_attr(sid, key, value)
         return True
     import sqlalchemy as sa
-    from optuna.storages._rdb import models
 
-    table = models.StudySystemAttributeModel.__table__
+    table = upstream.rdb_models().StudySystemAttributeModel.__table__
     try:
         with rdb.engine.begin() as conn:
-            conn.execute(table.insert().values(study_id=study._study_id, key=key, value_json="true"))
+            conn.execute(table.insert().values(study_id=sid, key=key, value_json=json.dumps(value)))
     except sa.exc.IntegrityError:
         return False
     return True
+
+
+def study_uid(study: "optuna.Study") -> str:
+    """The study's identity in its store: a random id recorded once, by whoever asks first. A study of the same
+    name in a fresh store gets another, so what was made from the old one is not taken for the new one's."""
+    key = "hpo:study_id"
+    storage, sid = upstream.storage_of(study), upstream.study_id(study)
+    attrs = storage.get_study_system_attrs(sid)
+    if key not in attrs:
+        claim_once(study, key, uuid.uuid4().hex)
+        attrs = storage.get_study_system_attrs(sid)
+    return str(attrs[key])

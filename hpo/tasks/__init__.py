@@ -30,6 +30,22 @@ def get_task(name: str, options: TaskOptions | dict[str, Any] | None = None, *,
     return task_class(name)(options, columns=columns)
 
 
+def study_task(spec: Any) -> Task:
+    """The task of a validated study spec, with its options (from dataset.* and objective.average) and columns."""
+    from hpo.tasks.options import DATASET_OPTIONS
+
+    d = spec.dataset
+    texts = d.text_columns
+    columns = Columns(text=texts[0], text_pair=d.text_pair_column, label=d.label_column,
+                      joined=tuple(texts) if len(texts) > 1 else (), separator=d.text_separator)
+    if spec.task == "text-classification":
+        options: dict[str, Any] = {"label_names": d.label_names, "average": spec.objective.average}
+    else:
+        keys = DATASET_OPTIONS[spec.task].model_fields if spec.task in DATASET_OPTIONS else {}
+        options = {k: getattr(d, k) for k in keys if getattr(d, k) is not None}
+    return get_task(spec.task, options, columns=columns)
+
+
 def task_of_model(config: Any) -> str:
     """The task a saved model was trained for, from its config (what `hpo predict` needs to know)."""
     if any(a.endswith("ForTokenClassification") for a in getattr(config, "architectures", None) or []):
@@ -38,4 +54,4 @@ def task_of_model(config: Any) -> str:
         getattr(config, "problem_type", None) or "", "text-classification")
 
 
-__all__ = ["TASKS", "Columns", "Prepared", "Task", "TaskOptions", "Where", "get_task", "task_class", "task_of_model"]
+__all__ = ["TASKS", "Columns", "Prepared", "Task", "TaskOptions", "Where", "get_task", "study_task", "task_class", "task_of_model"]

@@ -37,6 +37,13 @@ class Columns:
     text: str = "text"
     text_pair: str | None = None
     label: str = "label"
+    joined: tuple[str, ...] = ()  # a text_column list: these columns joined into the text, with `separator`
+    separator: str = " "
+
+    @property
+    def texts(self) -> list[str]:
+        """The columns the (first) text is made of."""
+        return list(self.joined) or [self.text]
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,11 @@ class Task(abc.ABC):
         self.options = options if isinstance(options, self.Options) else self.Options.model_validate(options or {})
         self.columns = columns or Columns()
 
+    @classmethod
+    def for_predict(cls, columns: Columns, *, label_separator: str | None = None) -> "Task":
+        """The task as `hpo predict` runs it: the command line's columns (an empty label: no gold labels)."""
+        return cls(None, columns=columns)
+
     # -- the study file ----------------------------------------------------------------------------
     def metric_direction(self, metric: str) -> str:
         """maximize or minimize: each metric's natural direction (loss is minimized)."""
@@ -105,6 +117,10 @@ class Task(abc.ABC):
 
         Label names come from train; a label in another split that train never has is an error naming it.
         """
+
+    def describe_labels(self, label_names: list[str]) -> str:
+        """What the model learns to output, for the run's `data:` line: "labels a, b, c"."""
+        return f"labels {', '.join(label_names)}"
 
     # -- training ----------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -156,6 +172,11 @@ class Task(abc.ABC):
         """`hpo predict`: {"rows": one output row per input row, "metrics": {...} when the rows carry
         labels, "summary": {...}}. Input rows are raw dicts (csv/jsonl), read with this task's columns."""
 
+    def gate_noise(self, metric: str, a: dict[str, Any], b: dict[str, Any]) -> tuple[float, str] | None:
+        """The held-out gate's noise: 95% half-width of the difference in `metric` between two evaluate()
+        results on the same rows, and how it was estimated; None when the task cannot tell."""
+        return None
+
     # -- report and card ---------------------------------------------------------------------------
     @abc.abstractmethod
     def report_sections(self, final: dict[str, Any], data: dict[str, Any], *, model_ref: str,
@@ -175,10 +196,11 @@ def make_pipeline(task: str, model: str, *, max_length: int, batch_size: int = 6
     """A CPU pipeline whose tokenizer truncates at `max_length` (also for pipelines that take no max_length)."""
     from transformers import pipeline
 
+    from hpo.devices import inference_device
     from hpo.search.setup import set_threads
 
     set_threads()
-    pipe = pipeline(task, model=model, device="cpu", batch_size=batch_size, **kwargs)
+    pipe = pipeline(task, model=model, device=inference_device(), batch_size=batch_size, **kwargs)
     limit = min(max_length, getattr(pipe.model.config, "max_position_embeddings", max_length) or max_length)
     pipe.tokenizer.model_max_length = limit
     return pipe
@@ -203,6 +225,23 @@ def check_columns(ds: "datasets.Dataset", split: str, needed: dict[str, str], wh
             raise where.error(split, f"the {split} split has no column {col!r} (columns: "
                                      f"{', '.join(c for c in ds.column_names if c != '_line')})",
                               key=key, hint="name one of its columns")
+
+
+def text_needs(columns: Columns) -> dict[str, str]:
+    """The text columns a split needs (name -> the study-file key that names it)."""
+    return {c: "text_column" for c in columns.texts} | ({columns.text_pair: "text_pair_column"}
+                                                        if columns.text_pair else {})
+
+
+def joined_texts(ds: "datasets.Dataset", split: str, columns: Columns, where: Where) -> list[str]:
+    """The split's texts: the text columns' non-empty values joined with the separator; an empty text is an error."""
+    out = []
+    for i, parts in enumerate(zip(*[ds[c] for c in columns.texts])):
+        kept = [str(v) for v in parts if v is not None and str(v).strip()]
+        if not kept:
+            raise where.error(split, f"{split} row {i + 1} has an empty text", hint="drop rows without text")
+        out.append(columns.separator.join(kept))
+    return out
 
 
 def text_value(value: Any, split: str, ds: "datasets.Dataset", i: int, where: Where) -> str:

@@ -11,48 +11,27 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
-from pydantic import Field, model_validator
 
 from hpo.errors import DataError
 from hpo.report.blocks import Block, Para
 from hpo.tasks import sections
-from hpo.tasks.base import (Prepared, Task, TaskOptions, Where, check_columns, in_length_order, label_maps,
-                            make_pipeline, pair_inputs, read_texts, text_dataset, text_encode_fn, text_inputs, text_value,
+from hpo.tasks.base import (Columns, Prepared, Task, Where, check_columns, in_length_order, label_maps,
+                            make_pipeline, pair_inputs, read_texts, text_dataset, text_encode_fn, text_inputs, text_needs,
+                            text_value, joined_texts,
                             widget_examples)
-from hpo.tasks.multi_label_metrics import (THRESHOLD_KEY, choose_threshold, multilabel_scores, per_label,
+from hpo.tasks.bootstrap import paired_half_width
+from hpo.tasks.multi_label_metrics import (THRESHOLD_KEY, choose_threshold, multilabel_scores, one_score, per_label,
                                            sigmoid)
+from hpo.tasks.options import MultiLabelOptions
 
 if TYPE_CHECKING:
     import datasets
 
 METRIC_ORDER = ["f1_micro", "f1_macro", "precision_micro", "recall_micro", "subset_accuracy", "hamming_loss",
                 "loss"]
-
-
-class MultiLabelOptions(TaskOptions):
-    label_separator: str | None = Field(
-        None, min_length=1, description="multi-label-classification: label_column holds a string of labels "
-                                        "joined by this separator (e.g. ','); absent: a list column.")
-    label_columns: list[str] | None = Field(
-        None, min_length=2, description="multi-label-classification: one 0/1 column per label (their names "
-                                        "are the labels), instead of label_column.")
-    threshold: Union[Literal["auto"], float] = Field(
-        "auto", description="multi-label-classification: a label is predicted when its score reaches this; "
-                            "auto: chosen on validation (best objective metric; f1_micro for loss).")
-
-    @model_validator(mode="after")
-    def _one_source(self) -> "MultiLabelOptions":
-        if self.label_separator is not None and self.label_columns is not None:
-            raise ValueError("label_separator is for one delimited label column, label_columns for 0/1 "
-                             "columns; give one of them")
-        if isinstance(self.threshold, float) and not 0 < self.threshold < 1:
-            raise ValueError(f"threshold must be between 0 and 1 (exclusive), got {self.threshold}")
-        if self.label_columns is not None and len(set(self.label_columns)) != len(self.label_columns):
-            raise ValueError("label_columns names a column twice; list each once")
-        return self
 
 
 class MultiLabelClassification(Task):
@@ -64,6 +43,10 @@ class MultiLabelClassification(Task):
                "recall_micro": "maximize", "subset_accuracy": "maximize", "hamming_loss": "minimize"}
     default_metric = "f1_micro"
     options: MultiLabelOptions
+
+    @classmethod
+    def for_predict(cls, columns: Columns, *, label_separator: str | None = None) -> "Task":
+        return cls({"label_separator": label_separator} if label_separator else {}, columns=columns)
 
     # -- data --------------------------------------------------------------------------------------
     def _label_keys(self) -> dict[str, str]:
@@ -101,8 +84,7 @@ class MultiLabelClassification(Task):
         import datasets
 
         c = self.columns
-        needed = {c.text: "text_column", **self._label_keys()} | ({c.text_pair: "text_pair_column"}
-                                                                 if c.text_pair else {})
+        needed = text_needs(c) | self._label_keys()
         labels: dict[str, list[list[str]]] = {}
         for split, ds in raw.items():
             check_columns(ds, split, needed, where)
@@ -122,7 +104,7 @@ class MultiLabelClassification(Task):
                 if unseen:
                     raise where.error(split, f"{where.row(split, ds, i)} has label {unseen[0]!r}, which train "
                                              "never has", hint="add examples of it to train or drop the row")
-            texts = [text_value(v, split, ds, i, where) for i, v in enumerate(ds[c.text])]
+            texts = joined_texts(ds, split, c, where)
             pairs = [text_value(v, split, ds, i, where) for i, v in enumerate(ds[c.text_pair])] if c.text_pair else None
             ids = [sorted({index[n] for n in row}) for row in labels[split]]
             out[split] = text_dataset(texts, pairs, {"label": (ids, datasets.Sequence(datasets.ClassLabel(names=names)))})
@@ -195,7 +177,21 @@ class MultiLabelClassification(Task):
         gold = gold_matrix([[label_names[i] for i in row] for row in dataset["label"]], names)
         pred = probs >= threshold
         return {"metrics": multilabel_scores(gold, pred), "per_class": per_label(gold, pred, names),
-                "labels": names, "threshold": threshold, "examples": len(gold), "latency_ms_per_example": ms}
+                "labels": names, "threshold": threshold, "examples": len(gold), "latency_ms_per_example": ms,
+                "label_rows": [[np.flatnonzero(g).tolist(), np.flatnonzero(p).tolist()] for g, p in zip(gold, pred)]}
+
+    def gate_noise(self, metric: str, a: dict[str, Any], b: dict[str, Any]) -> tuple[float, str] | None:
+        """A paired bootstrap over the test rows (F1 and Hamming loss are no proportions of examples)."""
+        if metric not in self.metrics or a.get("labels") != b.get("labels") or not a.get("labels"):
+            return None
+        n = len(a["labels"])
+
+        def matrices(result: dict[str, Any]) -> np.ndarray:  # rows x (gold, predicted) x labels
+            out = np.zeros((len(result.get("label_rows") or []), 2, n), dtype=bool)
+            for i, (gold, pred) in enumerate(result.get("label_rows") or []):
+                out[i, 0, gold], out[i, 1, pred] = True, True
+            return out
+        return paired_half_width(lambda m: one_score(metric, m[:, 0], m[:, 1]), matrices(a), matrices(b))
 
     def predict(self, model: str, rows: list[dict[str, Any]], *, max_length: int,
                 batch_size: int = 64) -> dict[str, Any]:

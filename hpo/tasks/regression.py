@@ -16,8 +16,10 @@ from hpo.errors import DataError
 from hpo.report.blocks import Block, Bullets, Heading, Para
 from hpo.tasks import sections
 from hpo.tasks.base import (Prepared, Task, TaskOptions, Where, check_columns, in_length_order, make_pipeline,
-                            pair_inputs, read_texts, text_dataset, text_encode_fn, text_inputs, text_value,
+                            pair_inputs, read_texts, text_dataset, text_encode_fn, text_inputs, text_needs,
+                            text_value, joined_texts,
                             widget_examples)
+from hpo.tasks.bootstrap import paired_half_width
 
 if TYPE_CHECKING:
     import datasets
@@ -41,6 +43,21 @@ def regression_scores(predictions: Sequence[float], references: Sequence[float])
     return {"pearson": 0.0 if constant else float(pearsonr(p, r)[0]),
             "spearman": 0.0 if constant else float(spearmanr(p, r)[0]),
             "mse": mse, "rmse": math.sqrt(mse), "mae": float(np.mean(np.abs(err)))}
+
+
+def one_score(metric: str, predicted: np.ndarray, gold: np.ndarray) -> float:
+    """One of regression_scores' metrics, alone (the gate's bootstrap computes it hundreds of times)."""
+    if metric in ("pearson", "spearman"):
+        if metric == "spearman":
+            from scipy.stats import rankdata
+
+            predicted, gold = rankdata(predicted), rankdata(gold)
+        if np.ptp(predicted) == 0 or np.ptp(gold) == 0:
+            return 0.0
+        return float(np.corrcoef(predicted, gold)[0, 1])
+    err = predicted - gold
+    return {"mse": lambda: float(np.mean(err ** 2)), "rmse": lambda: math.sqrt(float(np.mean(err ** 2))),
+            "mae": lambda: float(np.mean(np.abs(err)))}[metric]()
 
 
 def to_float(value: Any) -> float | None:
@@ -67,8 +84,7 @@ class TextRegression(Task):
         import datasets
 
         c = self.columns
-        needed = {c.text: "text_column", c.label: "label_column"} | ({c.text_pair: "text_pair_column"}
-                                                                     if c.text_pair else {})
+        needed = text_needs(c) | {c.label: "label_column"}
         out = {}
         for split, ds in raw.items():
             check_columns(ds, split, needed, where)
@@ -79,13 +95,16 @@ class TextRegression(Task):
                     raise where.error(split, f"{where.row(split, ds, i)} has {c.label} {v!r}, not a number",
                                       key="label_column", hint="give a finite number (e.g. 3.8) in every row")
                 values.append(number)
-            texts = [text_value(v, split, ds, i, where) for i, v in enumerate(ds[c.text])]
+            texts = joined_texts(ds, split, c, where)
             pairs = [text_value(v, split, ds, i, where) for i, v in enumerate(ds[c.text_pair])] if c.text_pair else None
             out[split] = text_dataset(texts, pairs, {"label": (values, datasets.Value("float32"))})
         if len(set(out["train"]["label"])) < 2:
             raise where.error("train", "every train row has the same value; regression needs varied targets",
                               key="label_column", hint="check the label column")
         return Prepared(out, [c.label])
+
+    def describe_labels(self, label_names: list[str]) -> str:
+        return f"a value to predict ({', '.join(label_names)})"
 
     def encode_fn(self, tokenizer: Any, *, max_length: int, label_names: list[str]) -> Callable:
         return text_encode_fn(tokenizer, max_length, lambda values: [float(v) for v in values])
@@ -118,7 +137,15 @@ class TextRegression(Task):
         predicted, ms = self._values(model, inputs, lengths, max_length=max_length, batch_size=batch_size)
         gold = [float(v) for v in dataset["label"]]
         return {"metrics": regression_scores(predicted, gold), "examples": len(gold), "latency_ms_per_example": ms,
-                "distribution": distribution(predicted, gold)}
+                "distribution": distribution(predicted, gold),
+                "points": [[round(g, 4), round(p, 4)] for g, p in zip(gold, predicted)]}  # the report's scatter
+
+    def gate_noise(self, metric: str, a: dict[str, Any], b: dict[str, Any]) -> tuple[float, str] | None:
+        """A paired bootstrap over the test rows (the binomial does not apply to correlations and errors)."""
+        if metric not in self.metrics:
+            return None
+        return paired_half_width(lambda points: one_score(metric, points[:, 1], points[:, 0]),
+                                 a.get("points") or [], b.get("points") or [])
 
     def predict(self, model: str, rows: list[dict[str, Any]], *, max_length: int,
                 batch_size: int = 64) -> dict[str, Any]:

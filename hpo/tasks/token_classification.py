@@ -9,38 +9,22 @@ from __future__ import annotations
 
 import collections
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
-
-from pydantic import Field
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from hpo.errors import DataError, SpecError
 from hpo.report.blocks import Block, Para
 from hpo.tasks import sections
-from hpo.tasks.base import (Prepared, Task, TaskOptions, Where, check_columns, in_length_order, label_maps,
+from hpo.tasks.base import (Columns, Prepared, Task, Where, check_columns, in_length_order, label_maps,
                             make_pipeline)
 from hpo.tasks.conll import CONLL_SUFFIXES, read_conll
-from hpo.tasks.ner_metrics import entities_to_tags, ner_scores, tags_from_logits
+from hpo.tasks.bootstrap import paired_half_width
+from hpo.tasks.ner_metrics import count_score, entities_to_tags, ner_scores, sentence_counts, tags_from_logits
+from hpo.tasks.options import TokenClassificationOptions
 
 if TYPE_CHECKING:
     import datasets
 
 IGNORE = -100
-
-
-class TokenClassificationOptions(TaskOptions):
-    tokens_column: str = Field("tokens", description="token-classification: column with each row's words (a list).")
-    tags_column: str = Field("ner_tags", description="token-classification: column with one tag per word (a list "
-                                                     "of BIO tags such as B-PER, I-PER, O; or integers with "
-                                                     "tag_names).")
-    tag_names: list[str] | None = Field(None, description="token-classification: names of integer tags 0..n-1.")
-    format: Literal["auto", "conll", "table"] = Field(
-        "auto", description="token-classification files: conll (one token per line, tag in the last column, "
-                            "blank line between sentences), table (csv/json/jsonl/parquet with list columns); "
-                            "auto: conll for .conll/.iob/.bio/.txt/.tsv files, table otherwise.")
-    aggregation_strategy: Literal["first", "average", "max", "simple", "none"] = Field(
-        "first", description="token-classification: how the pipeline joins sub-word predictions into "
-                             "entities on unseen data (first: a word takes its first piece's tag; none: "
-                             "no grouping, scored exactly as during the search).")
 
 
 class TokenClassification(Task):
@@ -51,6 +35,11 @@ class TokenClassification(Task):
     metrics = {"f1": "maximize", "precision": "maximize", "recall": "maximize", "accuracy": "maximize"}
     default_metric = "f1"
     options: TokenClassificationOptions
+
+    @classmethod
+    def for_predict(cls, columns: Columns, *, label_separator: str | None = None) -> "Task":
+        """--text-column names the words (a list, or a string split on spaces), --label-column their tags."""
+        return cls({"tokens_column": columns.text, "tags_column": columns.label}, columns=columns)
 
     def check_source(self, source: str, *, file: str | None = None) -> None:
         if self.options.format == "conll" and source != "files":
@@ -142,6 +131,9 @@ class TokenClassification(Task):
         return ["O", *[f"{p}-{k}" for k in kinds for p in ("B", "I")]]
 
     # -- training ----------------------------------------------------------------------------------
+    def describe_labels(self, label_names: list[str]) -> str:
+        return f"tags {', '.join(label_names)}"
+
     def encode_fn(self, tokenizer: Any, *, max_length: int, label_names: list[str]) -> Callable:
         if not getattr(tokenizer, "is_fast", False):
             raise SpecError("token-classification needs a fast tokenizer (it maps sub-word pieces to words)",
@@ -190,7 +182,14 @@ class TokenClassification(Task):
         predicted, _, ms = self._tag_words(model, sentences, max_length=max_length, batch_size=batch_size)
         metrics, per_type = ner_scores(gold, predicted)
         return {"metrics": metrics, "per_type": per_type, "labels": label_names, "examples": len(sentences),
-                "latency_ms_per_example": ms}
+                "latency_ms_per_example": ms, "sentence_counts": sentence_counts(gold, predicted)}
+
+    def gate_noise(self, metric: str, a: dict[str, Any], b: dict[str, Any]) -> tuple[float, str] | None:
+        """A paired bootstrap over the test sentences (entity F1 is no proportion of examples)."""
+        if metric not in self.metrics:
+            return None
+        return paired_half_width(lambda counts: count_score(metric, counts), a.get("sentence_counts") or [],
+                                 b.get("sentence_counts") or [])
 
     def predict(self, model: str, rows: list[dict[str, Any]], *, max_length: int,
                 batch_size: int = 64) -> dict[str, Any]:
