@@ -221,7 +221,10 @@ def test_no_trial_starts_when_it_and_the_final_stages_would_pass_the_deadline(
     assert run_trials(ctx, budget=keeper) == 1
     trials = ctx.optuna_study.get_trials()
     assert [t.state.name for t in trials] == ["COMPLETE"]
-    assert sorted(trials[0].intermediate_values) == [50, 150, 200]  # evaluated at the two rungs and the end
+    # 2 epochs on the default grid of 4 points per epoch: the budget's rungs are 25 and 75 (see
+    # test_budget_rungs_sit_on_the_evaluation_grid); the trial is evaluated there and at the end, nowhere else
+    assert ctx.study.spec.search.evals_per_epoch == 4
+    assert sorted(trials[0].intermediate_values) == [25, 75, 200]
     assert {"examples", "eval_rows", "training", "evaluation"} <= set(trials[0].user_attrs["profile"])
     assert said[0].startswith("budget 10m: the run ends by") and "the first trial measures" in said[0]
     assert said[1].startswith("plan: about 1 trial, 1 trained to the end (successive halving")
