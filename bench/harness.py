@@ -78,23 +78,25 @@ def read_study_file(path: Path) -> dict[str, Any]:
     return yaml.safe_load(path.read_text())
 
 
+def trial_record(t: Any) -> dict[str, Any]:
+    """What both sides record of an Optuna trial: state, value, parameters, wall-clock start and end (Unix
+    seconds, to line up with the processes' clocks) and the values reported on the way."""
+    return {"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
+            "start": t.datetime_start.timestamp() if t.datetime_start else None,
+            "end": t.datetime_complete.timestamp() if t.datetime_complete else None,
+            "intermediate": {str(k): v for k, v in sorted(t.intermediate_values.items())}}
+
+
 def hpo_trials(storage: str, study_name: str) -> list[dict[str, Any]]:
+    """The hpo side's trials: the common record and what hpo keeps in user attrs (timings, progress, metrics)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=study_name, storage=storage)
-    out = []
-    for t in study.get_trials(deepcopy=False):
-        out.append({
-            "number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
-            "start": t.datetime_start.timestamp() if t.datetime_start else None,
-            "end": t.datetime_complete.timestamp() if t.datetime_complete else None,
-            "intermediate": {str(k): v for k, v in sorted(t.intermediate_values.items())},
-            "profile": t.user_attrs.get("profile"), "progress": t.user_attrs.get("progress"),
-            "metrics": t.user_attrs.get("metrics"),
-            "eval_accuracy": (t.user_attrs.get("metrics") or {}).get("eval_accuracy"),
-        })
-    return out
+    return [{**trial_record(t), "profile": t.user_attrs.get("profile"), "progress": t.user_attrs.get("progress"),
+             "metrics": t.user_attrs.get("metrics"),
+             "eval_accuracy": (t.user_attrs.get("metrics") or {}).get("eval_accuracy")}
+            for t in study.get_trials(deepcopy=False)]
 
 
 # -- figures ------------------------------------------------------------------------------------------

@@ -37,6 +37,8 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from harness import trial_record  # noqa: E402  (bench/, the script's folder: the record both sides keep)
+
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data" / "sst2"
 STUDY_NAME = "notebook-baseline"
@@ -173,14 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     search_end = time.time()
 
     study = optuna.load_study(study_name=STUDY_NAME, storage=storage)
-    trials = []
-    for t in study.get_trials(deepcopy=False):
-        trials.append({
-            "number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
-            "start": t.datetime_start.timestamp() if t.datetime_start else None,
-            "end": t.datetime_complete.timestamp() if t.datetime_complete else None,
-            "intermediate": {str(k): v for k, v in sorted(t.intermediate_values.items())},
-        })
+    trials = [trial_record(t) for t in study.get_trials(deepcopy=False)]  # measurement, not notebook code
     complete = [t for t in trials if t["state"] == TrialState.COMPLETE.name and t["value"] is not None]
     best = max(t["value"] for t in complete)
     first_best = min((t for t in complete if t["value"] >= best - 1e-12), key=lambda t: t["end"])
