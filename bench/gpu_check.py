@@ -23,17 +23,19 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path[:0] = [str(BENCH), str(REPO)]
 
-import run as bench  # noqa: E402  (bench/run.py: the children, the profile and the throughput figures)
+import figures  # noqa: E402  (bench/figures.py: the profile and the throughput figures)
+import harness  # noqa: E402  (bench/harness.py: the children, their logs, the results file, hpo's trials)
+from run import STUDIES  # noqa: E402
 
 BUDGET_S = 8 * 60
 FLAT_SHARE = 0.5  # memory held at a trial's start may vary by less than half the model's weights
 
 
 def trials_of(storage: str, study_name: str) -> list[dict[str, Any]]:
-    """bench.hpo_trials plus what hpo records per trial about its device and memory."""
+    """harness.hpo_trials plus what hpo records per trial about its device and memory."""
     import optuna
 
-    rows = bench.hpo_trials(storage, study_name)
+    rows = harness.hpo_trials(storage, study_name)
     attrs = {t.number: t.user_attrs for t in optuna.load_study(study_name=study_name, storage=storage).trials}
     for r in rows:
         a = attrs[r["number"]]
@@ -71,10 +73,11 @@ def search_wall(trials: list[dict[str, Any]]) -> float | None:
 def hpo_side(label: str, study: Path, work: Path, env: dict[str, str], storage: str,
              extra: list[str]) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
     out = work / label
-    child = bench.run_child(label, [sys.executable, "-m", "hpo", "run", str(study), "--no-push", *extra],
-                            work / "logs", dict(env, HPO_STORAGE=storage, HPO_OUTPUT_DIR=str(out)))
+    child = harness.run_child(label, [sys.executable, "-m", "hpo", "run", str(study), "--no-push", *extra],
+                              work / "logs", dict(env, HPO_STORAGE=storage, HPO_OUTPUT_DIR=str(out)))
     if child["rc"] != 0 or not (out / "results.json").is_file():
-        print(f"[gpu_check] {label} failed (exit {child['rc']}):\n{bench.tail(child['stderr_log'])}", file=sys.stderr)
+        print(f"[gpu_check] {label} failed (exit {child['rc']}):\n{harness.tail(child['stderr_log'])}",
+              file=sys.stderr)
         return None
     results = json.loads((out / "results.json").read_text())
     return results, trials_of(storage, results["final"]["study_name"])
@@ -101,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="PostgreSQL URL with an empty database for the 2+ GPU run (default: a throwaway server)")
     args = ap.parse_args(argv)
     began = time.monotonic()
-    study = bench.STUDIES[args.quick]
-    spec = bench.read_study_file(study)
+    study = STUDIES[args.quick]
+    spec = harness.read_study_file(study)
     work = Path(tempfile.mkdtemp(prefix="hpo-gpu-check-"))
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     first = (env.get("CUDA_VISIBLE_DEVICES") or "0").split(",")[0].strip()
@@ -120,28 +123,28 @@ def main(argv: list[str] | None = None) -> int:
                    if t["params"].get("per_device_train_batch_size")}) or [32]
     bare_json = work / "bare.json"
     rows = int(results["data"]["train"])
-    child = bench.run_child("bare_loop", [sys.executable, str(BENCH / "bare_loop.py"), "--device", "cuda",
-                                          "--batch-sizes", *map(str, used), "--grouping", "length", "--precision",
-                                          precision, "--examples", str(rows), "--warmup", "3", "--out",
-                                          str(bare_json)], work / "logs", dict(env, CUDA_VISIBLE_DEVICES=first))
+    child = harness.run_child("bare_loop", [sys.executable, str(BENCH / "bare_loop.py"), "--device", "cuda",
+                                            "--batch-sizes", *map(str, used), "--grouping", "length", "--precision",
+                                            precision, "--examples", str(rows), "--warmup", "3", "--out",
+                                            str(bare_json)], work / "logs", dict(env, CUDA_VISIBLE_DEVICES=first))
     bare = json.loads(bare_json.read_text()) if child["rc"] == 0 and bare_json.is_file() else None
     epochs = float((spec.get("training") or {}).get("num_train_epochs", 3.0))
-    prof = bench.profile_table(trials, rows, epochs)
-    tp = bench.throughput(prof, bare, precision, "length")
+    prof = figures.profile_table(trials, rows, epochs)
+    tp = figures.throughput(prof, bare, precision, "length")
     from hpo.report.facts import parameter_count
 
     params = parameter_count(results["final"]["path"]) or 0
     flat = memory_flat(trials, params * 4 / 2**20)
     gpu = next((t["gpu_name"] for t in trials if t.get("gpu_name")), "?")
     print(f"\nGPU {first}: {gpu}; hpo trained in {precision} (results.json: search.precision)")
-    bench.print_throughput(tp, bare)
+    figures.print_throughput(tp, bare)
     print("\ntrial  state      batch  peak GPU memory MB  held at start MB")
     for t in trials:
         print(f"{t['number']:>5}  {t['state']:<9}  {t['params'].get('per_device_train_batch_size', ''):>5}  "
-              f"{bench.fmt(t.get('peak_memory_mb')):>18}  {bench.fmt(t.get('memory_at_start_mb')):>16}")
+              f"{harness.fmt(t.get('peak_memory_mb')):>18}  {harness.fmt(t.get('memory_at_start_mb')):>16}")
     verdict = {True: "flat", False: "NOT flat", None: "unknown"}[flat["flat"]]
-    print(f"memory held at trial start across trials: {verdict} (spread {bench.fmt(flat.get('spread_mb'))} MB, "
-          f"bound {bench.fmt(flat.get('bound_mb'))} MB = half the model's {params:,} weights)")
+    print(f"memory held at trial start across trials: {verdict} (spread {harness.fmt(flat.get('spread_mb'))} MB, "
+          f"bound {harness.fmt(flat.get('bound_mb'))} MB = half the model's {params:,} weights)")
     record.update(one_gpu={"results_search": results["search"], "trials": trials, "throughput": tp, "bare": bare,
                            "memory": flat, "search_wall_s": search_wall(trials)})
 
@@ -162,15 +165,15 @@ def main(argv: list[str] | None = None) -> int:
             trials_all = many[1]
             wall, one_wall = search_wall(trials_all), search_wall(trials)
             print(f"\n--workers auto on {args.gpus} GPUs: trials per device {per_device(trials_all)}; search "
-                  f"{bench.fmt(wall)} s against {bench.fmt(one_wall)} s on one GPU "
-                  f"({bench.fmt(bench.ratio(one_wall, wall), '.2f')}x)")
+                  f"{harness.fmt(wall)} s against {harness.fmt(one_wall)} s on one GPU "
+                  f"({harness.fmt(harness.ratio(one_wall, wall), '.2f')}x)")
             record["workers_auto"] = {"trials": trials_all, "per_device": per_device(trials_all),
                                       "search_wall_s": wall}
     took = time.monotonic() - began
     print(f"\ngpu_check took {took:.0f} s" + ("" if took <= BUDGET_S or args.quick else
                                               f" (over the {BUDGET_S // 60}-minute budget)"))
     record["took_s"] = round(took, 1)
-    bench.save(record)
+    harness.save(record)
     return 0 if flat["flat"] is not False else 1
 
 

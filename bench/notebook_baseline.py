@@ -16,6 +16,8 @@ Data: SST-2 from `<repo>/../shared/data/sst2`, each split sub-sampled exactly as
 
     python bench/notebook_baseline.py --out /tmp/nb.json             # 8 trials x 2 epochs x 2,000 sentences
     python bench/notebook_baseline.py --quick --out /tmp/nb.json     # 4 trials x 1 epoch x 400 sentences
+    python bench/notebook_baseline.py --data DIR --seed 1 --out ...  # other data (bench/data.py), sampler seed 1
+    python bench/notebook_baseline.py --timeout 300 --out ...        # Optuna's timeout: trials until 300 s passed
 
 Times are measured with `time.time()` (Unix seconds) so the harness can line them up with Optuna's
 `datetime_complete` (local wall clock) and with the other side's process.
@@ -35,6 +37,8 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from harness import trial_record  # noqa: E402  (bench/, the script's folder: the record both sides keep)
+
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data" / "sst2"
 STUDY_NAME = "notebook-baseline"
@@ -52,11 +56,21 @@ def model_folder() -> str:
     return str(Path(next(iter(spec.submodule_search_locations))) / "model")
 
 
-def load_splits(train_n: int | None, validation_n: int | None, test_n: int | None):
-    """The three CSV splits, each sub-sampled the way hpo does (`shuffle(seed=0).select(range(n))`)."""
+def load_splits(train_n: int | None, validation_n: int | None, test_n: int | None, data: Path | None = None):
+    """The three CSV splits, each sub-sampled the way hpo does (`shuffle(seed=0).select(range(n))`).
+
+    `data`: a folder prepared by bench/data.py (text[,text_pair],label with label names), read as it is; the
+    labels become ids in the order of their sorted names."""
     import datasets
 
-    dd = datasets.load_dataset("csv", data_files={s: str(DATA / f"{s}.csv") for s in ("train", "validation", "test")})
+    folder = data or DATA
+    dd = datasets.load_dataset("csv", data_files={s: str(folder / f"{s}.csv") for s in ("train", "validation", "test")})
+    if data is not None:
+        names = sorted({str(v) for v in dd["train"]["label"]})
+        ids = {n: i for i, n in enumerate(names)}
+        dd = dd.map(lambda b: {"label": [ids[str(v)] for v in b["label"]]}, batched=True)
+        dd = dd.cast_column("label", datasets.Value("int64"))
+        return dd
     for split, n in (("train", train_n), ("validation", validation_n), ("test", test_n)):
         if n is not None and n < len(dd[split]):
             dd[split] = dd[split].shuffle(seed=0).select(range(n))
@@ -72,8 +86,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--validation-samples", type=int, default=None, help="default all 872 (quick: 200)")
     ap.add_argument("--test-samples", type=int, default=None, help="default all 1,821 (quick: 300)")
     ap.add_argument("--out", type=Path, required=True, help="where to write the figures (JSON)")
+    ap.add_argument("--data", type=Path, default=None,
+                    help="a folder from bench/data.py (train/validation/test.csv: text[,text_pair],label), used as "
+                         "it is (no sub-sampling); default: SST-2")
+    ap.add_argument("--seed", type=int, default=0, help="the TPE sampler's seed (default 0)")
+    ap.add_argument("--timeout", type=float, default=None,
+                    help="Optuna's timeout (seconds): no trial starts after it; trials default to 1000 then")
     args = ap.parse_args(argv)
     base = QUICK if args.quick else FULL
+    if args.timeout is not None and args.trials is None:
+        args.trials = 1000  # the timeout ends the search
     for key, value in base.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -100,17 +122,20 @@ def main(argv: list[str] | None = None) -> int:
     storage = f"sqlite:///{work / 'notebook.db'}"
 
     # -- data, as in the notebook ------------------------------------------------------------------
-    raw = load_splits(args.train_samples, args.validation_samples, args.test_samples)
+    raw = load_splits(args.train_samples, args.validation_samples, args.test_samples, args.data)
     tokenizer = AutoTokenizer.from_pretrained(folder)
+    text = "sentence" if args.data is None else "text"
+    pair = "text_pair" if "text_pair" in raw["train"].column_names else None
+    num_labels = len(set(raw["train"]["label"]))
 
     def tokenize(batch):
-        return tokenizer(batch["sentence"], truncation=True, max_length=128)
+        return tokenizer(batch[text], batch[pair] if pair else None, truncation=True, max_length=128)
 
     tokenized = raw.map(tokenize, batched=True)
     collator = DataCollatorWithPadding(tokenizer)
 
     def model_init(trial=None):
-        return AutoModelForSequenceClassification.from_pretrained(folder, num_labels=2)
+        return AutoModelForSequenceClassification.from_pretrained(folder, num_labels=num_labels)
 
     def compute_metrics(eval_pred):
         logits, labels = eval_pred
@@ -145,19 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     # -- the search -------------------------------------------------------------------------------
     search_start = time.time()
     best_run = trainer.hyperparameter_search(
-        hp_space=hp_space, direction="maximize", backend="optuna", n_trials=args.trials,
-        sampler=optuna.samplers.TPESampler(seed=0), storage=storage, study_name=STUDY_NAME)
+        hp_space=hp_space, direction="maximize", backend="optuna", n_trials=args.trials, timeout=args.timeout,
+        sampler=optuna.samplers.TPESampler(seed=args.seed), storage=storage, study_name=STUDY_NAME)
     search_end = time.time()
 
     study = optuna.load_study(study_name=STUDY_NAME, storage=storage)
-    trials = []
-    for t in study.get_trials(deepcopy=False):
-        trials.append({
-            "number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
-            "start": t.datetime_start.timestamp() if t.datetime_start else None,
-            "end": t.datetime_complete.timestamp() if t.datetime_complete else None,
-            "intermediate": {str(k): v for k, v in sorted(t.intermediate_values.items())},
-        })
+    trials = [trial_record(t) for t in study.get_trials(deepcopy=False)]  # measurement, not notebook code
     complete = [t for t in trials if t["state"] == TrialState.COMPLETE.name and t["value"] is not None]
     best = max(t["value"] for t in complete)
     first_best = min((t for t in complete if t["value"] >= best - 1e-12), key=lambda t: t["end"])
@@ -178,10 +196,11 @@ def main(argv: list[str] | None = None) -> int:
 
     out = {
         "side": "notebook",
-        "config": {"trials": args.trials, "epochs": args.epochs, "quick": args.quick,
+        "config": {"trials": args.trials, "epochs": args.epochs, "quick": args.quick, "timeout": args.timeout,
+                   "data": str(args.data) if args.data else str(DATA), "num_labels": num_labels,
                    "train_samples": len(raw["train"]), "validation_samples": len(raw["validation"]),
                    "test_samples": len(raw["test"]), "model": folder, "pruner": type(study.pruner).__name__,
-                   "sampler": "TPESampler(seed=0)", "eval_strategy": "epoch",
+                   "sampler": f"TPESampler(seed={args.seed})", "eval_strategy": "epoch",
                    "per_device_eval_batch_size": training_args.per_device_eval_batch_size,
                    "train_sampling_strategy": getattr(training_args, "train_sampling_strategy", None),
                    "optim": str(getattr(training_args.optim, "value", training_args.optim)),

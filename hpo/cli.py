@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -16,6 +17,8 @@ import typer
 
 from hpo import interrupts
 from hpo.errors import HpoError
+
+LAUNCH = time.time()  # where a budget counts from when the process's own start is unknown (see `launched`)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Hyperparameter optimization for fine-tuning Hugging Face models.")
@@ -29,11 +32,23 @@ _current_file: list[str] = []  # the study file of this command, named by errors
 
 
 def _load(study_file: Path, storage: Optional[str] = None, output_dir: Optional[str] = None, *,
-          read_only: bool = False) -> Any:
+          budget: Optional[str] = None, read_only: bool = False) -> Any:
     from hpo.spec import load_study
 
     _current_file[:] = [str(study_file)]
-    return load_study(study_file, storage=storage, output_dir=output_dir, read_only=read_only)
+    return load_study(study_file, storage=storage, output_dir=output_dir, budget=budget, read_only=read_only)
+
+
+def launched() -> float:
+    """When this process started (Unix seconds): Python's own start-up and imports are part of the wait."""
+    try:
+        with open("/proc/self/stat") as fh:  # field 22: start time in clock ticks since boot
+            ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+        started = time.time() - age
+    except (OSError, ValueError, IndexError, AttributeError):
+        return LAUNCH
+    return started if 0 <= LAUNCH - started < 60 else LAUNCH  # a clock that disagrees: what this module saw
 
 
 def _out(text: str) -> None:
@@ -68,8 +83,13 @@ def validate(study_file: Path = StudyArg,
 
         quiet_libraries()
         _out(f"{study_file}: data ok ({json.dumps(prepare_splits(study).summary())})")
-    _out(f"{study_file}: ok ({len(study.spec.search.space)} searched parameters, "
-         f"{study.spec.search.n_trials} trials, model {', '.join(study.spec.models)})")
+    search = study.spec.search
+    trials = f"{search.n_trials} trials" if not search.planned_trials else "trials planned"
+    if search.budget is not None:
+        from hpo.spec.duration import format_duration
+
+        trials += f" within a budget of {format_duration(search.budget)}"
+    _out(f"{study_file}: ok ({len(search.space)} searched parameters, {trials}, model {', '.join(study.spec.models)})")
 
 
 @app.command()
@@ -77,17 +97,21 @@ def run(study_file: Path = StudyArg,
         workers: str = typer.Option("0", callback=_workers,
                                     help="Extra local worker processes, or 'auto': one process per visible GPU."),
         push: bool = typer.Option(True, help="Push to the Hub when the study has a hub section."),
+        budget: Optional[str] = typer.Option(
+            None, "--budget", help="Wall-clock time for the whole run, e.g. 30m, 1h30m, 90s: hpo plans the trials "
+                                   "to fit (overrides HPO_BUDGET and search.budget)."),
         storage: Optional[str] = StorageOpt, output_dir: Optional[str] = OutputOpt) -> None:
     """Search, promote the best trial, evaluate it on unseen data, report, push. Resumes where it stopped."""
     from hpo.devices import parse_workers, pin_first_gpu, plan_run
     from hpo.pipeline import run as run_study
 
     gpus = pin_first_gpu()
-    study = _load(study_file, storage, output_dir)
+    study = _load(study_file, storage, output_dir, budget=budget)
     plan = plan_run(study, parse_workers(workers), gpus)
     if plan.note:
         _note(plan.note)
-    results = run_study(study, workers=plan.workers, push=push, worker_devices=plan.worker_devices)
+    results = run_study(study, workers=plan.workers, push=push, worker_devices=plan.worker_devices,
+                        started=launched())
     _out(json.dumps({"best_trial": results["final"]["trial"], "test_metrics": results["final"]["test_metrics"],
                      "model": results["final"]["path"]}, indent=2))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from hpo.errors import StageError
@@ -38,7 +39,7 @@ def print_status(study: "LoadedStudy", *, limit: int = 50) -> None:
     for model, s in _studies(study):
         counts = count_trials(s)
         shown = latest_trials(s, limit)
-        table = Table(title=f"{s.study_name}  ({model})  {counts.finished}/{study.spec.search.n_trials} finished: "
+        table = Table(title=f"{s.study_name}  ({model})  {_finished_text(study, s, counts.finished)}: "
                             f"{counts.complete} complete, {counts.pruned} pruned, {counts.failed} failed, "
                             f"{counts.running} running", title_justify="left")
         front = front_numbers(s)  # multi-objective: its members are marked
@@ -55,9 +56,41 @@ def print_status(study: "LoadedStudy", *, limit: int = 50) -> None:
         console.print(table)
         if limit and counts.total > len(shown):
             console.print(f"({counts.total - len(shown)} earlier trials not shown; --limit 0 shows all)")
-        for t in running_trials(s):
+        running = running_trials(s)
+        for t in running:
+            steps = t.user_attrs.get("steps")
+            at = f"step {steps[0]}/{steps[1]}, " if isinstance(steps, list) and len(steps) == 2 else ""
             console.print(f"worker {t.user_attrs.get('worker', '?')} runs trial {t.number} "
-                          f"({t.user_attrs.get('progress', 0)}% of an epoch done)")
+                          f"({at}{t.user_attrs.get('progress', 0)}% of an epoch evaluated)")
+        if running:
+            console.print(eta_line(s, study.spec.search.trial_cap, time.time()))
+
+
+def _finished_text(study: "LoadedStudy", optuna_study: Any, finished: int) -> str:
+    from hpo.spec.duration import format_duration
+    from hpo.study.budget import ATTR
+
+    search = study.spec.search
+    plan = optuna_study.user_attrs.get(ATTR) or {}  # a run with --budget planned this study
+    seconds = search.budget or plan.get("budget_s")
+    if not seconds:
+        return f"{finished}/{search.n_trials} finished"
+    about = f"about {plan['trials']} planned" if plan.get("trials") else "planned"
+    return f"{finished} finished ({about} within a budget of {format_duration(seconds)})"
+
+
+def eta_line(optuna_study: Any, n_trials: int, now: float) -> str:
+    """When the running search should end: from the budget's plan, else from the trials' durations."""
+    from hpo.spec.duration import format_duration
+    from hpo.study.budget import ATTR
+    from hpo.study.eta import study_ends_at
+
+    ends = study_ends_at(optuna_study, n_trials, now)
+    if ends is None:
+        return "ETA: unknown until a trial finishes"
+    source = "the budget's plan, final stages included" if (optuna_study.user_attrs.get(ATTR) or {}).get(
+        "ends_at") == ends else "the trials' durations and steps, search only"
+    return f"ETA: {time.strftime('%H:%M:%S', time.localtime(ends))} (in {format_duration(ends - now)}; from {source})"
 
 
 def best_trials(study: "LoadedStudy") -> Any:

@@ -23,6 +23,7 @@ from hpo.study.storage import SqliteLock, is_sqlite, redact
 
 if TYPE_CHECKING:
     from hpo.data import Splits
+    from hpo.search.budgeting import BudgetKeeper
     from hpo.spec import LoadedStudy
 
 
@@ -36,14 +37,16 @@ def prepare(study: "LoadedStudy") -> "Splits":
 
 
 def search(study: "LoadedStudy", splits: "Splits", storage: Any, *, max_trials: int | None = None,
-           sole_process: bool = False, wait_for_others: bool = True, timings: dict[str, float] | None = None) -> int:
-    """Run the missing trials of every model's study. Returns the trials this process ran; adds the set-up
-    time (tokenization or its cache, base weights, Trainer) to `timings`."""
+           sole_process: bool = False, wait_for_others: bool = True, timings: dict[str, float] | None = None,
+           budget: "BudgetKeeper | None" = None) -> int:
+    """Run the missing trials of every model's study, in the live view. Returns the trials this process ran;
+    adds the set-up time (tokenization or its cache, base weights, Trainer) to `timings`."""
+    from hpo import live
     from hpo.search.runner import build_context, enqueue_initial, fail_orphans, run_trials
 
     spec = study.spec
     ran = 0
-    for model in spec.models:
+    for i, model in enumerate(spec.models):
         began = time.perf_counter()
         ctx = build_context(study, model, splits, storage)
         if timings is not None:
@@ -52,13 +55,39 @@ def search(study: "LoadedStudy", splits: "Splits", storage: Any, *, max_trials: 
         if sole_process and (n := fail_orphans(ctx.optuna_study)):
             progress.say(f"{n} trial(s) left running by a stopped process marked failed")
         counts = count_trials(ctx.optuna_study)
+        planned = spec.search.planned_trials
         progress.say(f"study {ctx.optuna_study.study_name!r} on {redact(study.paths.storage_url)}: "
-                     f"{counts.finished}/{spec.search.n_trials} trials finished")
+                     f"{counts.finished}{'' if planned else f'/{spec.search.n_trials}'} trials finished")
         enqueue_initial(ctx)
-        reporter = progress.trial_reporter(spec.search.n_trials, spec.objective.metric)
-        ran += run_trials(ctx, max_trials=None if max_trials is None else max_trials - ran,
-                          timeout=spec.search.timeout, on_trial=reporter, wait_for_others=wait_for_others)
+        if budget is not None:
+            budget.models_after = len(spec.models) - i - 1
+        total = budget.total_text if budget is not None else spec.search.n_trials
+        view = live.LiveView(progress.console, total=None if planned else spec.search.n_trials,
+                             metric=spec.objective.metric)
+        with live.opened(view):
+            on_trial = _watched(view, progress.trial_reporter(total, spec.objective.metric), budget,
+                                spec.search.trial_cap)
+            on_trial(ctx.optuna_study, None)
+            ran += run_trials(ctx, max_trials=None if max_trials is None else max_trials - ran,
+                              timeout=spec.search.timeout, on_trial=on_trial, wait_for_others=wait_for_others,
+                              budget=budget)
     return ran
+
+
+def _watched(view: Any, reporter: Any, budget: "BudgetKeeper | None", n_trials: int) -> Any:
+    """The trial line, then the study bar brought up to date (trial None: only the bar)."""
+    from hpo.study.eta import study_ends_at
+
+    def on_trial(optuna_study: Any, trial: Any, reason: str | None = None) -> None:
+        if trial is not None:
+            reporter(optuna_study, trial, reason=reason)
+            view.trial_end()
+        counts = count_trials(optuna_study)
+        plan = budget.plan if budget is not None else None
+        ends = budget.ends_at if plan is not None else study_ends_at(optuna_study, n_trials, time.time())
+        view.study(done=counts.finished, pruned=counts.pruned, failed=counts.failed,
+                   best=progress.best_text(optuna_study), ends_at=ends, planned=plan.trials if plan else None)
+    return on_trial
 
 
 def finalize(study: "LoadedStudy", splits: "Splits", storage: Any, *,
@@ -78,8 +107,8 @@ def finalize(study: "LoadedStudy", splits: "Splits", storage: Any, *,
             if optuna_study is None:
                 raise StageError(f"study {name!r} is not in the storage yet", hint="run 'hpo run' first")
             counts = count_trials(optuna_study)
-            if counts.finished < spec.search.n_trials and counts.running:
-                raise StageError(f"study {name!r} has {counts.finished}/{spec.search.n_trials} finished trials "
+            if counts.finished < spec.search.trial_cap and counts.running:
+                raise StageError(f"study {name!r} has {counts.finished} finished trials "
                                  f"and {counts.running} running", hint="finalize once the workers are done")
             target = model_dir(out, model, len(spec.models) > 1)
             before = read_json(target / MARKER)
@@ -153,6 +182,8 @@ def start_local_workers(study: "LoadedStudy", n: int,
     cmd = [sys.executable, "-m", "hpo", "worker", str(study.paths.study_file),
            "--output-dir", str(study.paths.output_dir)]
     env = {**os.environ, "HPO_STORAGE": study.paths.storage_url}  # not in argv: `ps` would show a password
+    if study.spec.search.budget is not None:  # the same pruner and trial cap; workers follow the plan
+        env["HPO_BUDGET"] = str(study.spec.search.budget)
     devices = devices or []
     return [subprocess.Popen(cmd, env=worker_env(env, devices[i] if i < len(devices) else None)) for i in range(n)]
 
@@ -164,9 +195,15 @@ def study_lock(study: "LoadedStudy") -> Any:
 
 
 def run(study: "LoadedStudy", *, workers: int = 0, push: bool = True,
-        worker_devices: list[str | None] | None = None) -> dict[str, Any]:
-    """The whole study: search (with local workers), final model, evaluation, report, push."""
+        worker_devices: list[str | None] | None = None, started: float | None = None) -> dict[str, Any]:
+    """The whole study: search (with local workers), final model, evaluation, report, push.
+
+    `started`: when the command was launched (Unix seconds), where a budget (search.budget) starts."""
+    from hpo.search.budgeting import BudgetKeeper
+
     refuse_shared_sqlite(study, workers)
+    started = time.time() if started is None else started
+    keeper = BudgetKeeper(study, started=started, parallel=1 + workers) if study.spec.search.budget else None
     procs: list[subprocess.Popen[bytes]] = []
     try:
         with study_lock(study):
@@ -177,12 +214,15 @@ def run(study: "LoadedStudy", *, workers: int = 0, push: bool = True,
             storage = open_storage(study)
             procs = start_local_workers(study, workers, worker_devices)
             began = time.perf_counter()
-            search(study, splits, storage, sole_process=is_sqlite(study.paths.storage_url), timings=timings)
+            search(study, splits, storage, sole_process=is_sqlite(study.paths.storage_url), timings=timings,
+                   budget=keeper)
             for p in procs:
                 p.wait()
             timings["last_run_search_s"] = time.perf_counter() - began
             results = finalize(study, splits, storage, timings=timings)
             report(study, results, storage)
+            if keeper is not None:
+                _budget_summary(study, results, keeper)
     finally:
         for p in procs:
             if p.poll() is None:
@@ -203,14 +243,28 @@ def run(study: "LoadedStudy", *, workers: int = 0, push: bool = True,
     return results
 
 
+def _budget_summary(study: "LoadedStudy", results: dict[str, Any], keeper: "BudgetKeeper") -> None:
+    """How the run ended against its budget: said, and kept in results.json under `budget`."""
+    from hpo.spec.duration import format_duration
+
+    results["budget"] = summary = keeper.summary(time.time())
+    write_json(results_path(study.paths.output_dir), results)
+    off = 100 * (summary["wall_vs_budget"] - 1)
+    progress.say(f"budget: search to report took {format_duration(summary['wall_s'])} of "
+                 f"{format_duration(summary['budget_s'])} ({off:+.0f}%)")
+
+
 def run_worker(study: "LoadedStudy", *, max_trials: int | None = None) -> int:
-    """One worker: join the shared study and run trials; the coordinator finalizes."""
+    """One worker: join the shared study and run trials; the coordinator finalizes (and plans a budget)."""
+    from hpo.search.budgeting import BudgetKeeper
+
+    keeper = BudgetKeeper(study, started=time.time(), lead=False) if study.spec.search.budget else None
     with study_lock(study):
         progress.quiet_libraries()
         splits = prepare(study)
         storage = open_storage(study)
         return search(study, splits, storage, max_trials=max_trials, sole_process=is_sqlite(study.paths.storage_url),
-                      wait_for_others=max_trials is None)
+                      wait_for_others=max_trials is None, budget=keeper)
 
 
 def finalize_only(study: "LoadedStudy") -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from rich.console import Console
 
@@ -22,8 +22,9 @@ def format_params(params: dict[str, Any]) -> str:
     return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
 
-def trial_line(study: "optuna.Study", trial: "optuna.trial.FrozenTrial", n_trials: int, metric: str,
+def trial_line(study: "optuna.Study", trial: "optuna.trial.FrozenTrial", n_trials: int | str, metric: str,
                reason: str | None = None) -> str:
+    """`n_trials`: the trials the study runs to ('~14' when a budget plans them)."""
     from hpo.study.counts import count_trials
 
     state = trial.state.name
@@ -31,29 +32,35 @@ def trial_line(study: "optuna.Study", trial: "optuna.trial.FrozenTrial", n_trial
     if trial.values and len(trial.values) > 1:  # multi-objective: the costs too
         names = study.metric_names or [f"objective {i}" for i in range(len(trial.values))]
         value += "".join(f" {n}={v:.4g}" for n, v in zip(names[1:], trial.values[1:]))
-    if state == "PRUNED":
+    if state == "PRUNED" and trial.user_attrs.get("budget_cut"):
+        value = f"cut by the budget at {trial.user_attrs.get('progress', 0)}% of an epoch"
+    elif state == "PRUNED":
         value = f"pruned at {trial.user_attrs.get('progress', '?')}% of an epoch"
     elif state == "FAIL":
         value = str(reason or trial.system_attrs.get("fail_reason", "failed")).splitlines()[0][:120]
-    try:
-        if len(study.directions) > 1:
-            best_text = f"Pareto front: {', '.join(f'#{t.number}' for t in study.best_trials) or 'empty'}"
-        else:
-            best = study.best_trial
-            best_text = f"best {best.value:.4f} (#{best.number})"
-    except ValueError:
-        best_text = "no best yet"
+    best = best_text(study)
     done = count_trials(study).finished
     secs = trial.user_attrs.get("duration_s")
     took = f"{secs:.0f}s" if isinstance(secs, (int, float)) else ""
     style = STATE_STYLE.get(state, "")
     return (f"[{done}/{n_trials}] trial {trial.number:>3} [{style}]{state:<8}[/{style}] {value:<28} {took:>5}  "
-            f"{best_text}  {format_params(trial.params)}")
+            f"{best}  {format_params(trial.params)}")
 
 
-def trial_reporter(n_trials: int, metric: str) -> Any:
+def best_text(study: "optuna.Study") -> str:
+    try:
+        if len(study.directions) > 1:
+            return f"Pareto front: {', '.join(f'#{t.number}' for t in study.best_trials) or 'empty'}"
+        best = study.best_trial
+        return f"best {best.value:.4f} (#{best.number})"
+    except ValueError:
+        return "no best yet"
+
+
+def trial_reporter(n_trials: int | Callable[[], int | str], metric: str) -> Any:
+    """Prints each trial's line; `n_trials` may be a function (a budget's plan changes it as trials run)."""
     def report(study: "optuna.Study", trial: "optuna.trial.FrozenTrial", reason: str | None = None) -> None:
-        console.print(trial_line(study, trial, n_trials, metric, reason))
+        console.print(trial_line(study, trial, n_trials() if callable(n_trials) else n_trials, metric, reason))
         sys.stderr.flush()
     return report
 

@@ -247,3 +247,23 @@ def test_the_finalizer_stops_waiting_when_the_workers_stopped_short(make_study: 
     said: list[str] = []
     wait_for_workers(study, say=said.append, poll=0.05, quiet=0.3)
     assert said[-1] == "no trial has run for 0s: finalizing the 1 finished trial(s)"
+
+
+def test_the_finalizer_of_a_budgeted_study_waits_for_the_plan_to_close_the_search(
+        make_study: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hpo.spec import load_study
+    from hpo.study.budget import CLOSED
+    from hpo.study.waiting import wait_for_workers
+
+    monkeypatch.setenv("HPO_BUDGET", "10m")
+    study = load_study(make_study(search={"space": {}}))  # no n_trials: the budget plans them, no count to reach
+    assert study.spec.search.planned_trials
+    url = study.paths.storage_url
+    s = optuna.create_study(study_name="tiny", storage=url, direction="maximize")
+    s.tell(s.ask(), 0.5)
+    said: list[str] = []
+    _later(0.5, lambda: s.set_user_attr(CLOSED, 600.0))  # the coordinator's plan ends the search
+    began = time.monotonic()
+    wait_for_workers(study, say=said.append, poll=0.05, quiet=30)
+    assert time.monotonic() - began < 20  # returned when the search closed, not after the quiet period
+    assert said == ["waiting for the workers: 1 finished, 0 running"]

@@ -90,6 +90,15 @@ def evaluation(results: dict[str, Any]) -> list[Block]:
     ]
 
 
+def _requested(s: dict[str, Any]) -> str:
+    if not s.get("budget_s"):
+        return f"{s['n_trials']} requested"
+    from hpo.spec.duration import format_duration
+
+    within = f"planned within a budget of {format_duration(s['budget_s'])}"
+    return within if s.get("n_trials") is None else f"at most {s['n_trials']}, {within}"
+
+
 def search(results: dict[str, Any]) -> list[Block]:
     s, final, winner = results["search"], results["final"], _winner(results)
     baseline = (winner.get("baseline") or {}).get("params", {})
@@ -98,7 +107,7 @@ def search(results: dict[str, Any]) -> list[Block]:
     per_model = " per base model" if len(results["models"]) > 1 else ""
     facts = [f"objective: {results['objective']['direction']} `{results['objective']['metric']}` on the "
              f"validation split",
-             f"trials: {s['n_trials']}{per_model} requested; {c['complete']} complete, {c['pruned']} pruned, "
+             f"trials: {_requested(s)}{per_model}; {c['complete']} complete, {c['pruned']} pruned, "
              f"{c['failed']} failed",
              f"sampler: {sampler_text(s['sampler'])}", f"pruner: {pruner_text(s['pruner'])}",
              f"compute: {duration(timings.get('compute_s'))} of training and evaluation summed over trials"

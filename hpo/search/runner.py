@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import optuna
 
     from hpo.data import Splits
+    from hpo.search.budgeting import BudgetKeeper
     from hpo.spec import LoadedStudy
 
 POLL_SECONDS = 2.0
@@ -104,18 +105,20 @@ def _quiet_trial_failures(record: logging.LogRecord) -> bool:
 
 
 def run_trials(ctx: SearchContext, *, max_trials: int | None = None, timeout: float | None = None,
-               on_trial: Callable[..., None] | None = None, wait_for_others: bool = True) -> int:
+               on_trial: Callable[..., None] | None = None, wait_for_others: bool = True,
+               budget: "BudgetKeeper | None" = None) -> int:
     """Run trials until the study has n_trials finished (or this process ran max_trials). Returns trials run.
 
     Raises SearchError when `search.max_failures` trials of this process in a row failed with an error.
     `on_trial(study, trial, reason=...)` sees each trial this process ran; `reason` says why it failed.
+    `budget`: asked before each trial whether it fits (`hpo.search.budgeting`).
     """
     import optuna
 
     from hpo.study.objectives import make_objective, search_direction
 
     spec = ctx.study.spec
-    n_trials = spec.search.n_trials
+    n_trials = spec.search.trial_cap
     started = time.monotonic()
     ran = 0
     logging.getLogger(upstream.OPTIMIZE_LOGGER).addFilter(_quiet_trial_failures)
@@ -137,7 +140,10 @@ def run_trials(ctx: SearchContext, *, max_trials: int | None = None, timeout: fl
                 optuna.storages.fail_stale_trials(ctx.optuna_study)  # a dead worker's trial frees its slot
             time.sleep(POLL_SECONDS)
             continue
+        if budget is not None and not budget.should_start(ctx):
+            return ran
         sampler.trial_id = None
+        began = time.monotonic()
         error: Exception | None = None
         with interrupts.protected():  # a stop cuts the training only, never Optuna's writes around it
             try:
@@ -156,6 +162,8 @@ def run_trials(ctx: SearchContext, *, max_trials: int | None = None, timeout: fl
                     raise error
                 continue
             trial = upstream.storage_of(ctx.optuna_study).get_trial(sampler.trial_id)
+            if budget is not None:
+                budget.trial_done(trial, time.monotonic() - began)
             reason = _failure(ctx, trial, sampler.told, error)
             if on_trial is not None and not trial.user_attrs.get("surplus"):
                 on_trial(ctx.optuna_study, trial, reason=reason)

@@ -118,12 +118,15 @@ def build_trainer(study: "LoadedStudy", model_id: str, splits: "Splits", *, chec
         evals_per_epoch=spec.search.evals_per_epoch, points=decision_points(resolved_pruner(study)),
         objective_key=spec.objective.metric,
         direction=spec.objective.resolved_direction, checkpoints=checkpoints,
-        keep_checkpoints=max(spec.search.keep_checkpoints, spec.selection.top_k), n_trials=spec.search.n_trials,
+        keep_checkpoints=max(spec.search.keep_checkpoints, spec.selection.top_k), n_trials=spec.search.trial_cap,
         pruning_eval_dataset=pruning_subset(tokenized["validation"], spec.search.pruning_eval_samples,
                                             seed=spec.dataset.seed))
     from transformers.trainer_callback import PrinterCallback
 
+    from hpo.live import TrialWatch
+
     trainer.remove_callback(PrinterCallback)  # per-step log dicts; progress.py prints one line per trial
+    trainer.add_callback(TrialWatch(trainer))  # the live view, steps for `hpo status`, the budget's cut
     trainer.hp_space_fn = make_hp_space(spec.search)
     trainer.base_model = base
     return trainer

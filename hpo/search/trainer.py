@@ -124,6 +124,8 @@ class SearchTrainer(Trainer):
             return super().evaluate(*args, **kwargs)
         finally:
             self.profile["evaluation"] = self.profile.get("evaluation", 0.0) + time.perf_counter() - start
+            scored = next((d for d in (*args[:1], kwargs.get("eval_dataset")) if d is not None), self.eval_dataset)
+            self.profile["eval_rows"] = self.profile.get("eval_rows", 0) + len(scored or ())  # for budget plans
 
     def _report_to_hp_search(self, trial: Any, step: int, metrics: dict[str, float]) -> None:
         if self.hp_search_backend is None or trial is None:  # a plain training (final retrain, seed reruns)
@@ -189,6 +191,7 @@ class SearchTrainer(Trainer):
         total = p.get("train_total", wall)
         p["training"] = max(0.0, total - p["model_load"] - p["evaluation"] - p["reporting"])
         p["wall"] = wall
+        p["examples"] = self.state.global_step * self.args.train_batch_size * self.args.gradient_accumulation_steps
         trial.set_user_attr("profile", {k: round(v, 3) for k, v in p.items() if k != "train_total"})
         trial.set_user_attr("duration_s", round(wall, 2))
 

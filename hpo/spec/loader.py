@@ -1,7 +1,7 @@
 """Read a study file safely and turn pydantic's findings into one-line `SpecError`s.
 
 Precedence for settings that can come from several places, stated once:
-command line > environment (HPO_STORAGE, HPO_OUTPUT_DIR) > study file > default.
+command line > environment (HPO_STORAGE, HPO_OUTPUT_DIR, HPO_BUDGET) > study file > default.
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ def _short(value: Any) -> str:
 
 
 def load_study(path: str | os.PathLike[str], *, storage: str | None = None,
-               output_dir: str | None = None, read_only: bool = False) -> LoadedStudy:
+               output_dir: str | None = None, budget: str | None = None, read_only: bool = False) -> LoadedStudy:
     """Load and fully validate a study file (read_only: all but the training checks, for commands that
     train nothing). Raises `SpecError` with one line for any problem."""
     from hpo.spec import checks
@@ -165,6 +165,7 @@ def load_study(path: str | os.PathLike[str], *, storage: str | None = None,
         spec = StudySpec.model_validate(doc)
     except ValidationError as e:
         raise format_validation_error(e, shown) from None
+    spec = override_budget(spec, budget)
     base = study_file.resolve().parent
     storage_url = storage or os.environ.get("HPO_STORAGE") or spec.storage
     storage_url = expand_env(storage_url, shown) if storage_url else f"sqlite:///{base / (spec.name + '.db')}"
@@ -176,6 +177,21 @@ def load_study(path: str | os.PathLike[str], *, storage: str | None = None,
     loaded = LoadedStudy(spec, paths)
     checks.run_all(loaded, read_only=read_only)
     return loaded
+
+
+def override_budget(spec: StudySpec, given: str | None) -> StudySpec:
+    """`--budget` (or HPO_BUDGET) replaces search.budget; a bad value is named by where it came from."""
+    from hpo.spec.duration import parse_duration
+
+    where = ("command line", "--budget") if given else ("environment", "HPO_BUDGET")
+    raw = given or os.environ.get("HPO_BUDGET")
+    if not raw:
+        return spec
+    try:
+        seconds = parse_duration(raw)
+    except ValueError as e:
+        raise SpecError(str(e), file=where[0], path=where[1]) from None
+    return spec.model_copy(update={"search": spec.search.model_copy(update={"budget": seconds})})
 
 
 def expand_env(value: str, shown: str) -> str:

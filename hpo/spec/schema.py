@@ -15,6 +15,7 @@ from hpo.tasks import TASKS
 from hpo.tasks.options import DATASET_OPTIONS
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+PLANNED_TRIALS_CAP = 10_000  # a budget with no n_trials: the plan stops the search long before
 REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 
 
@@ -217,8 +218,14 @@ class WarmStartSpec(Strict):
 
 
 class SearchSpec(Strict):
-    n_trials: int = Field(10, ge=1, le=100_000, description="Finished (complete or pruned) trials to reach.")
+    n_trials: int = Field(10, ge=1, le=100_000, description="Finished (complete or pruned) trials to reach. "
+                                                            "With a budget: an upper bound; absent: planned.")
     timeout: float | None = Field(None, gt=0, description="Stop starting new trials after this many seconds.")
+    budget: float | None = Field(
+        None, description="Wall-clock time for the whole run (search, final model, evaluation, report), e.g. 30m, "
+                          "1h30m, 90s or seconds: hpo plans how many trials fit and how far each trains, and "
+                          "stops starting trials when the rest would not fit. Default pruner then: "
+                          "successive_halving. `hpo run --budget` overrides it.")
     space: dict[str, Param] = Field(
         default_factory=dict, description="TrainingArguments field -> float/int/categorical range.")
     sampler: SamplerSpec = Field(default_factory=SamplerSpec, description="How the next trial is chosen.")
@@ -244,6 +251,23 @@ class SearchSpec(Strict):
     heartbeat_interval: int = Field(10, ge=1, description="Seconds between trial heartbeats (RDB storages).")
     grace_period: int | None = Field(None, ge=1, description="Seconds without heartbeat before a trial is "
                                                               "stale (default 3 x heartbeat_interval).")
+
+    @field_validator("budget", mode="before")
+    @classmethod
+    def _budget(cls, v: Any) -> Any:
+        from hpo.spec.duration import parse_duration
+
+        return None if v is None else parse_duration(v)
+
+    @property
+    def planned_trials(self) -> bool:
+        """A budget without n_trials in the file: the number of trials follows from the budget."""
+        return self.budget is not None and "n_trials" not in self.model_fields_set
+
+    @property
+    def trial_cap(self) -> int:
+        """Finished trials at which the search stops: n_trials, or with planned trials, a bound never reached."""
+        return PLANNED_TRIALS_CAP if self.planned_trials else self.n_trials
 
 
 class PickSpec(Strict):

@@ -63,14 +63,25 @@ def grid_values(search: "SearchSpec") -> dict[str, list[Any]]:
 
 
 def resolved_pruner(study: "LoadedStudy") -> "PrunerSpec":
-    """The pruner spec with `auto` replaced by numbers: half of the shortest trial's training."""
-    spec = study.spec.search.pruner
-    half = max(1, round(50 * _shortest_epochs(study)))
+    """The pruner spec with `auto` replaced by numbers: half of the shortest trial's training. A budgeted study
+    whose file names no pruner gets successive halving with the budget's rungs (`hpo.study.budget`)."""
+    search = study.spec.search
+    if search.budget is not None and "pruner" not in search.model_fields_set:
+        from hpo.spec.schema import PrunerSpec
+        from hpo.study.budget import budget_rungs
+
+        rungs = budget_rungs(full_progress(study), search.evals_per_epoch)
+        if not rungs:
+            return PrunerSpec(name="none")
+        return PrunerSpec(name="successive_halving", min_resource=rungs[0], reduction_factor=3)
+    spec = search.pruner
+    half = max(1, round(50 * _epochs(study)))
     auto = {k: half for k in ("n_warmup_steps", "interval_steps") if getattr(spec, k) == "auto"}
     return spec.model_copy(update=auto)
 
 
-def _shortest_epochs(study: "LoadedStudy") -> float:
+def _epochs(study: "LoadedStudy", *, longest: bool = False) -> float:
+    """The shortest (or longest) trial's epochs."""
     from hpo.spec.checks import normalized_training
     from hpo.spec.schema import CategoricalParam
 
@@ -79,21 +90,30 @@ def _shortest_epochs(study: "LoadedStudy") -> float:
         return 1.0  # the epoch count follows from the data size; judge at half an epoch
     p = study.spec.search.space.get("num_train_epochs")
     if p is not None:
-        return float(min(p.choices) if isinstance(p, CategoricalParam) else p.low)
+        pick = max if longest else min
+        return float(pick(p.choices) if isinstance(p, CategoricalParam) else (p.high if longest else p.low))
     return float(training.get("num_train_epochs", 3.0))  # the TrainingArguments default
+
+
+def full_progress(study: "LoadedStudy") -> float:
+    """Where the longest trial's training ends on the progress scale (percent of an epoch)."""
+    return 100 * _epochs(study, longest=True)
 
 
 @dataclass(frozen=True)
 class DecisionPoints:
     """Where on the progress scale (percent of an epoch) the pruner can stop a trial. The search evaluates
     there and at the end of a trial only: an evaluation that cannot stop anything is time not spent training."""
-    every: bool = False  # successive halving / hyperband: their rungs are placed by Optuna as trials report
+    every: bool = False  # hyperband, successive halving with `auto`: rungs are placed by Optuna as trials report
     warmup: int | None = None  # median / percentile: from here on, once per interval; None: never
     interval: int = 1
+    rungs: tuple[int, ...] = ()  # successive halving with a number as min_resource: its rungs
 
     def wanted(self, progress: int, last: int | None) -> bool:
         if self.every:
             return True
+        if self.rungs:  # the first grid point at or past a rung not judged yet
+            return any((last is None or last < r) and r <= progress for r in self.rungs)
         if self.warmup is None or progress < self.warmup:
             return False
         if last is None or last < self.warmup:
@@ -105,7 +125,14 @@ def decision_points(spec: "PrunerSpec") -> DecisionPoints:
     """For a resolved spec (see `resolved_pruner`)."""
     if spec.name in ("median", "percentile"):
         return DecisionPoints(warmup=int(spec.n_warmup_steps), interval=int(spec.interval_steps))
+    if spec.name == "successive_halving" and isinstance(spec.min_resource, int):
+        from hpo.study.budget import rungs_from
+
+        return DecisionPoints(rungs=rungs_from(spec.min_resource, spec.reduction_factor, RUNGS_BELOW))
     return DecisionPoints(every=spec.name != "none")
+
+
+RUNGS_BELOW = 100 * 10_000  # rungs past 10,000 epochs: never reached
 
 
 def make_pruner(spec: "PrunerSpec") -> "optuna.pruners.BasePruner":

@@ -1,9 +1,9 @@
 """`hpo finalize --wait`: a finalizer started with the workers (a Kubernetes Job) waits until they are done.
 
-Done means every model's study has `n_trials` finished and nothing running; or, when the workers stopped
-short of that (a failure bound, or all of them gone), no trial has been running or queued for `quiet`
-seconds. A worker that died mid-trial is failed here as in the workers (heartbeat), so its retry is queued
-and the wait goes on until a worker runs it.
+Done means every model's study has `n_trials` finished (with a budget: its search closed by the plan, see
+`hpo.search.budgeting`) and nothing running; or, when the workers stopped short of that (a failure bound, or
+all of them gone), no trial has been running or queued for `quiet` seconds. A worker that died mid-trial is
+failed here as in the workers (heartbeat), so its retry is queued and the wait goes on until a worker runs it.
 """
 
 from __future__ import annotations
@@ -32,13 +32,17 @@ def wait_for_workers(study: "LoadedStudy", *, say: Callable[[str], None], poll: 
                      quiet: float | None = None) -> None:
     import optuna
 
+    from hpo.study.budget import CLOSED
+
     storage = open_storage(study)
     quiet = quiet_seconds(study) if quiet is None else quiet
-    n_trials = study.spec.search.n_trials
+    search = study.spec.search
+    n_trials = search.trial_cap
     idle_since: float | None = None
     shown = None
     while True:
         counts: list[TrialCounts] = []
+        closed: list[bool] = []
         for model in study_names(study):
             existing = load_existing(study, model, storage)
             if existing is not None:
@@ -46,7 +50,8 @@ def wait_for_workers(study: "LoadedStudy", *, say: Callable[[str], None], poll: 
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                     optuna.storages.fail_stale_trials(existing)
             counts.append(count_trials(existing) if existing is not None else TrialCounts())
-        if all(c.finished >= n_trials and not c.running for c in counts):
+            closed.append(existing is not None and CLOSED in existing.user_attrs)
+        if all((c.finished >= n_trials or shut) and not c.running for c, shut in zip(counts, closed)):
             return
         busy = any(c.running or c.waiting for c in counts)
         started = any(c.total for c in counts)
@@ -56,7 +61,8 @@ def wait_for_workers(study: "LoadedStudy", *, say: Callable[[str], None], poll: 
             say(f"no trial has run for {quiet:.0f}s: finalizing the {sum(c.finished for c in counts)} "
                 "finished trial(s)")
             return
-        line = ", ".join(f"{c.finished}/{n_trials} finished, {c.running} running" for c in counts)
+        of = "" if search.planned_trials else f"/{n_trials}"
+        line = ", ".join(f"{c.finished}{of} finished, {c.running} running" for c in counts)
         if line != shown:
             say(f"waiting for the workers: {line}")
             shown = line
