@@ -60,6 +60,7 @@ def promote(study: "LoadedStudy", model_id: str, optuna_study: "optuna.Study", s
             how: str | None = None) -> dict[str, Any]:
     """Put the best trial's model (or `trial`'s, copied from `source` when given) in `target` (once) and say
     how it got there."""
+    from hpo.adapters import settle_adapter
     from hpo.search.trainer import KEPT_MARKER, kept_model
     from hpo.training import train_configuration
 
@@ -71,6 +72,7 @@ def promote(study: "LoadedStudy", model_id: str, optuna_study: "optuna.Study", s
     made_from = lineage(optuna_study, splits)
     marker = read_json(target / MARKER) or {}
     same_origin = marker.get("how") == how if source is not None else marker.get("how") in ("reused", "retrained")
+    same_origin = same_origin and (marker.get("lora") or {}).get("saved_as", "merged") == study.spec.final.save
     if marker.get("trial") == best.number and marker.get("study") == optuna_study.study_name and same_origin \
             and all(marker.get(k) == v for k, v in made_from.items()):
         return marker
@@ -87,10 +89,11 @@ def promote(study: "LoadedStudy", model_id: str, optuna_study: "optuna.Study", s
     else:
         train_configuration(study, model_id, splits, best.params, tmp)
         how = "retrained"
+    lora = settle_adapter(tmp, save=study.spec.final.save)  # merged: pipeline(model=...) needs no peft
     finalized = settle(study, tmp, splits)
     info = {"study": optuna_study.study_name, **made_from, "trial": best.number, "value": best.values[0],
             "params": best.params, "how": how, "seconds": round(time.perf_counter() - start, 2),
-            "finalized": finalized}
+            "finalized": finalized, **({"lora": lora} if lora else {})}
     write_json(tmp / MARKER, info)
     shutil.rmtree(target, ignore_errors=True)
     target.parent.mkdir(parents=True, exist_ok=True)

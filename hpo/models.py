@@ -88,11 +88,19 @@ class BaseModel:
         self.loads += 1
         return self.task.load_model(self.source, [self.id2label[i] for i in sorted(self.id2label)])
 
-    def build(self) -> "torch.nn.Module":
-        """A fresh model: pre-trained body from memory, classifier head drawn from the current seed."""
+    def build(self, config: dict[str, Any] | None = None) -> "torch.nn.Module":
+        """A fresh model: pre-trained body from memory, classifier head drawn from the current seed; `config`
+        sets fields of the model's configuration (dropouts), which modules read when they are built."""
         if self._template is None:
             self._template = self._load()
-        model = copy.deepcopy(self._template)
+        if config:
+            settings = copy.deepcopy(self._template.config)
+            for key, value in config.items():
+                setattr(settings, key, value)
+            model = type(self._template)(settings)
+            model.load_state_dict(self._template.state_dict())
+        else:
+            model = copy.deepcopy(self._template)
         _reset_head(model)  # a head drawn from the trial's seed, as from_pretrained would draw it
         return model
 

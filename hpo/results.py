@@ -104,6 +104,7 @@ def build_results(study: Any, splits: Any, rows: list[dict[str, Any]], *, timing
                   "how": winner["final"]["how"], "path": winner["path"], "params": winner["best_params"],
                   "validation_metrics": winner["validation_metrics"],
                   "test_metrics": winner["test"]["metrics"], "finalized": winner["final"].get("finalized", {}),
+                  "lora": winner["final"].get("lora"),
                   # the task's tables: labels, confusion matrix, per class / per entity type, distribution
                   **{k: v for k, v in winner["test"].items() if k not in ("metrics", "examples",
                                                                           "latency_ms_per_example")}},

@@ -27,6 +27,7 @@ class Trained:
 def train_configuration(study: "LoadedStudy", model_id: str, splits: "Splits", params: dict[str, Any], out: Path,
                         *, score: bool = False, **overrides: Any) -> Trained:
     """Train `params` (over the study file's `training`, under `overrides`), save the model and tokenizer to `out`."""
+    from hpo.adapters import save_model
     from hpo.search.setup import build_trainer
     from hpo.study.objectives import objective_key
 
@@ -35,6 +36,5 @@ def train_configuration(study: "LoadedStudy", model_id: str, splits: "Splits", p
                             **overrides)
     trainer.train()
     value = float(trainer.evaluate()[objective_key(study.spec.objective.metric)]) if score else None
-    trainer.save_model(str(out))
-    trainer.processing_class.save_pretrained(str(out))
+    save_model(trainer, out, base_name=trainer.base_name)
     return Trained(trainer.state.global_step, value)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from hpo.report import markdown, sections
+from hpo.report.lora import lora_section
 from hpo.spec.schema import NAME_RE, REPO_ID_RE
 
 TAGS = ["text-classification", "optuna", "hyperparameter-search", "hpo"]
@@ -43,9 +44,14 @@ def card_data(results: dict[str, Any], spec: Any) -> Any:
              for name, value in final["test_metrics"].items() if isinstance(value, (int, float))]
     return ModelCardData(
         model_name=model_name, base_model=_hub_id(final["model"]), datasets=[data] if data else None,
-        license=spec.hub.license if spec.hub else None, library_name="transformers",
-        pipeline_tag=meta["pipeline_tag"], tags=list(dict.fromkeys([*meta["tags"], *TAGS])),
+        license=spec.hub.license if spec.hub else None, library_name=_library(final),
+        pipeline_tag=meta["pipeline_tag"], tags=list(dict.fromkeys([*meta["tags"], *TAGS, *(["lora"] if final.get("lora") else [])])),
         metrics=sorted(final["test_metrics"]), eval_results=evals, **({"widget": meta["widget"]} if meta["widget"] else {}))
+
+
+def _library(final: dict[str, Any]) -> str:
+    """peft for an adapter-only model (the Hub shows how to load it); else transformers."""
+    return "peft" if (final.get("lora") or {}).get("saved_as") == "adapter" else "transformers"
 
 
 def body_blocks(results: dict[str, Any], spec: Any, *, model_ref: str, title: str) -> list[Any]:
@@ -54,7 +60,8 @@ def body_blocks(results: dict[str, Any], spec: Any, *, model_ref: str, title: st
     task = study_task(spec)
     own = task.report_sections(results["final"], results["data"], model_ref=model_ref,
                                max_length=spec.dataset.max_length)
-    return [*sections.summary(results, spec, title=title, task=task), *own["how_to_use"], *own["evaluation"],
+    return [*sections.summary(results, spec, title=title, task=task), *lora_section(results, model_ref=model_ref),
+            *own["how_to_use"], *own["evaluation"],
             *sections.comparison(results), *sections.search(results), *sections.training_data(results, spec),
             *own["intended_use"]]
 

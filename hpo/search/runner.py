@@ -89,7 +89,7 @@ def enqueue_initial(ctx: SearchContext) -> None:
         return
     ctx.optuna_study.set_user_attr("initial_enqueued", True)
     if s.search.baseline:
-        ctx.optuna_study.enqueue_trial(trainer_defaults(s.search, s.training), user_attrs={"baseline": True})
+        ctx.optuna_study.enqueue_trial(trainer_defaults(s.search, s.training, s.peft), user_attrs={"baseline": True})
     for config in s.search.enqueue:
         ctx.optuna_study.enqueue_trial(dict(config), user_attrs={"enqueued": True})
     enqueue_warm_start(ctx.optuna_study, warm)

@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hpo.adapters import build_model
 from hpo.devices import precision_defaults  # the choice per device lives there
-from hpo.models import BaseModel, load_tokenizer, resolve_model
+from hpo.models import BaseModel, load_tokenizer, packaged_copy, resolve_model
 from hpo.search.space import make_hp_space
 from hpo.spec.checks import coerce_training_value, normalized_training
+from hpo.spec.namespaces import split_params
 
 if TYPE_CHECKING:
     from hpo.data import Splits
@@ -60,11 +62,17 @@ def training_arguments(study: "LoadedStudy", output_dir: Path, params: dict[str,
     return TrainingArguments(output_dir=str(output_dir), **values)
 
 
+def _trial_params(trial: Any, params: dict[str, Any] | None) -> dict[str, Any]:
+    """The values a model is built with: the search trial's (model_init(trial)), else the configuration's."""
+    return dict(getattr(trial, "params", None) or params or {})
+
+
 def searched_values(params: dict[str, Any]) -> dict[str, Any]:
-    """A trial's values as their fields take them. Numbers keep the type the space declares (the stock
+    """A trial's TrainingArguments values (its peft.* and model.* values go to the model) as their fields take them. Numbers keep the type the space declares (the stock
     Trainer casts to the default's type: a float `warmup_steps` ratio would become int 0, and a field whose
     default is None could not be searched); a string choice is read as its field's type ("1e-5")."""
-    return {k: coerce_training_value(k, v) if isinstance(v, str) else v for k, v in params.items()}
+    training = split_params(params).training
+    return {k: coerce_training_value(k, v) if isinstance(v, str) else v for k, v in training.items()}
 
 
 def precision_name(study: "LoadedStudy") -> str:
@@ -109,7 +117,7 @@ def build_trainer(study: "LoadedStudy", model_id: str, splits: "Splits", *, chec
     base = base_model(source, splits.label_names, study.task)
     scratch = study.paths.output_dir / "scratch"
     trainer = SearchTrainer(
-        model_init=lambda trial=None: base.build(),
+        model_init=lambda trial=None: build_model(base, peft=spec.peft, params=_trial_params(trial, params)),
         args=training_arguments(study, scratch, params, **overrides),
         configure=lambda values: training_arguments(study, scratch, values),
         train_dataset=tokenized["train"], eval_dataset=by_length(tokenized["validation"]),
@@ -129,4 +137,6 @@ def build_trainer(study: "LoadedStudy", model_id: str, splits: "Splits", *, chec
     trainer.add_callback(TrialWatch(trainer))  # the live view, steps for `hpo status`, the budget's cut
     trainer.hp_space_fn = make_hp_space(spec.search)
     trainer.base_model = base
+    # the base named in a saved adapter: the Hub id when it resolves to the Hub or a packaged copy of it
+    trainer.base_name = model_id if source == model_id or packaged_copy(model_id) else str(Path(source).resolve())
     return trainer

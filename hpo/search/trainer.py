@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from transformers import Trainer, TrainerCallback
 
 from hpo import interrupts, upstream
+from hpo.adapters import save_model
 from hpo.search import memory
 from hpo.results import read_json, write_json
 from hpo.search.batches import LengthBucketSampler
@@ -218,9 +219,7 @@ class SearchTrainer(Trainer):
             target = self.checkpoints / f"trial-{trial.number}"
             tmp = target.with_name(target.name + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
-            self.save_model(str(tmp))
-            if self.processing_class is not None:
-                self.processing_class.save_pretrained(str(tmp))
+            save_model(self, tmp, base_name=getattr(self, "base_name", None))  # a LoRA model: its adapter
             write_json(tmp / KEPT_MARKER, {"study_id": study_uid(trial.study), "trial": trial.number,
                                            "params": trial.params})
             shutil.rmtree(target, ignore_errors=True)

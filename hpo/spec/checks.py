@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from hpo.errors import SpecError
+from hpo.spec.namespaces import check_model_keys, check_peft, namespace
 from hpo.spec.schema import CategoricalParam, FloatParam, IntParam, SearchSpec, StudySpec
 from hpo.tasks.conll import CONLL_SUFFIXES
 from hpo.tasks.options import DATASET_OPTIONS
@@ -114,7 +115,8 @@ def check_training_keys(study: "LoadedStudy") -> None:
     fields = training_fields()
     spec = study.spec
     sources = [("training", k, [v]) for k, v in spec.training.items()]
-    sources += [("search.space", k, _param_samples(p)) for k, p in spec.search.space.items()]
+    sources += [("search.space", k, _param_samples(p)) for k, p in spec.search.space.items()
+                if namespace(k)[0] is None]  # peft.* and model.* keys: namespaces.py
     for section, key, samples in sources:
         path = f"{section}.{key}"
         if key not in fields:
@@ -143,7 +145,7 @@ def check_int_fields_get_ints(study: "LoadedStudy") -> None:
     """A float range on an int field would be silently truncated by the Trainer: refuse it."""
     fields = training_fields()
     for key, p in study.spec.search.space.items():
-        if isinstance(p, FloatParam) and fields[key].type is int:
+        if isinstance(p, FloatParam) and namespace(key)[0] is None and fields[key].type is int:
             raise SpecError(f"{key} is an integer field but the range is float", file=study.file,
                             path=f"search.space.{key}", hint="use type: int or type: categorical")
 
@@ -372,11 +374,12 @@ def check_training_combination(study: "LoadedStudy") -> None:
 ALL_CHECKS = (check_task_keys, check_dataset_source, check_task_source, check_dataset_columns, check_objective, check_sampler_fits_space,
               check_enqueued_in_space, check_multi_objective, check_pick_rule, check_warm_start, check_storage_url,
               check_model_exists, check_output_dir, check_training_keys, check_int_fields_get_ints,
-              check_training_combination)
+              check_training_combination, check_peft, check_model_keys)
 
 
-# They import transformers (seconds); commands that only read the store (status, best) skip them.
-TRAINING_CHECKS = (check_training_keys, check_int_fields_get_ints, check_training_combination)
+# They import transformers or peft (seconds); commands that only read the store (status, best) skip them.
+TRAINING_CHECKS = (check_training_keys, check_int_fields_get_ints, check_training_combination, check_peft,
+                   check_model_keys)
 
 
 def run_all(study: "LoadedStudy", *, read_only: bool = False) -> None:

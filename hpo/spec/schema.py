@@ -227,7 +227,8 @@ class SearchSpec(Strict):
                           "stops starting trials when the rest would not fit. Default pruner then: "
                           "successive_halving. `hpo run --budget` overrides it.")
     space: dict[str, Param] = Field(
-        default_factory=dict, description="TrainingArguments field -> float/int/categorical range.")
+        default_factory=dict, description="TrainingArguments field, peft.<LoraConfig field> or model.<model config "
+                                            "field> -> float/int/categorical range.")
     sampler: SamplerSpec = Field(default_factory=SamplerSpec, description="How the next trial is chosen.")
     pruner: PrunerSpec = Field(default_factory=PrunerSpec, description="When a trial that falls behind stops.")
     evals_per_epoch: int = Field(
@@ -291,6 +292,39 @@ class FinalSpec(Strict):
     strategy: Literal["reuse", "retrain"] = Field(
         "reuse", description="reuse: promote the best trial's saved model (same data and schedule, no "
                              "second training); retrain: train again with the best hyperparameters.")
+    save: Literal["merged", "adapter"] = Field(
+        "merged", description="With a peft section: merged saves (and pushes) the base model with the adapter "
+                              "merged in, so pipeline(model=...) needs no peft; adapter saves the adapter only "
+                              "(small), with the base model named in the card and in adapter_config.json.")
+
+
+class PeftSpec(Strict):
+    """PEFT's LoraConfig fields hpo passes on; absent ones keep peft's defaults. The task's head is trained in
+    full (peft's task type SEQ_CLS / TOKEN_CLS puts it in modules_to_save)."""
+
+    r: int | None = Field(None, ge=1, description="LoRA rank (peft default 8); searchable as peft.r.")
+    lora_alpha: int | float | None = Field(None, gt=0, description="LoRA scaling numerator: the update is scaled by "
+                                                              "lora_alpha / r (peft default 8); searchable.")
+    lora_dropout: float | None = Field(None, ge=0, lt=1, description="Dropout on the LoRA path (peft default 0); "
+                                                                     "searchable.")
+    target_modules: Union[list[str], str, None] = Field(
+        None, description="Modules that get adapters: a list of names (e.g. [query, value]), a regular "
+                          "expression, or 'all-linear'; default: peft's choice for the model type.")
+    exclude_modules: Union[list[str], str, None] = Field(None, description="Modules never adapted.")
+    bias: Literal["none", "all", "lora_only"] | None = Field(None, description="Which biases train (default none).")
+    modules_to_save: list[str] | None = Field(
+        None, description="More modules trained in full and saved with the adapter (the task head already is).")
+    use_rslora: bool | None = Field(None, description="Rank-stabilized scaling lora_alpha / sqrt(r).")
+    use_dora: bool | None = Field(None, description="Weight-decomposed LoRA (DoRA).")
+    init_lora_weights: Union[bool, str, None] = Field(None, description="Adapter initialization (true, false, "
+                                                                        "gaussian, pissa, olora, ...).")
+    layers_to_transform: Union[list[int], int, None] = Field(None, description="Only these layer indices.")
+    rank_pattern: dict[str, int] | None = Field(None, description="Per-module ranks (regex -> r).")
+    alpha_pattern: dict[str, float] | None = Field(None, description="Per-module alphas (regex -> lora_alpha).")
+
+    def lora_kwargs(self) -> dict[str, Any]:
+        """The fields the file gave, as LoraConfig keywords."""
+        return {k: v for k, v in self.model_dump().items() if v is not None}
 
 
 class HubSpec(Strict):
@@ -323,6 +357,8 @@ class StudySpec(Strict):
     search: SearchSpec = Field(default_factory=SearchSpec, description="The space, budget, sampler and pruner.")
     training: dict[str, Any] = Field(default_factory=dict, description="Fixed TrainingArguments fields.")
     final: FinalSpec = Field(default_factory=FinalSpec, description="How the best trial becomes the final model.")
+    peft: PeftSpec | None = Field(None, description="Train a LoRA adapter (and the task head) instead of the whole "
+                                                    "model; its fields are searchable as peft.<field>.")
     selection: SelectionSpec = Field(default_factory=SelectionSpec,
                                      description="How the final model is chosen among the best trials.")
     hub: HubSpec | None = Field(None, description="Push the final model here; absent: nothing is pushed.")

@@ -201,8 +201,13 @@ def make_pipeline(task: str, model: str, *, max_length: int, batch_size: int = 6
     from hpo.devices import inference_device
     from hpo.search.setup import set_threads
 
+    from hpo.adapters import pipeline_model
+
     set_threads()
-    pipe = pipeline(task, model=model, device=inference_device(), batch_size=batch_size, **kwargs)
+    loaded = pipeline_model(model)  # an adapter folder: merged onto its base model here
+    if loaded is not model:
+        kwargs.setdefault("tokenizer", model)
+    pipe = pipeline(task, model=loaded, device=inference_device(), batch_size=batch_size, **kwargs)
     limit = min(max_length, getattr(pipe.model.config, "max_position_embeddings", max_length) or max_length)
     pipe.tokenizer.model_max_length = limit
     return pipe

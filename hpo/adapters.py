@@ -1,0 +1,129 @@
+"""The model of one configuration, with LoRA when the study has a `peft:` section, and how such models are saved
+and loaded.
+
+`build_model` is the one place a configuration becomes a model: the search's trials, the final retrain, the
+gate's retrains and the seed runs all get theirs here. A LoRA model is saved as its adapter (the adapter
+weights and the task head, a few hundred kB) next to the full model's config.json (labels, a multi-label
+threshold) and the tokenizer, so everything that reads a saved model's config works unchanged; the final model
+is merged back into a plain model unless `final.save: adapter`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hpo.spec.namespaces import split_params
+
+if TYPE_CHECKING:
+    from hpo.models import BaseModel
+    from hpo.spec.schema import PeftSpec
+
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def task_type(task_name: str) -> str:
+    """peft's task type: it keeps the task head trainable and saves it with the adapter (modules_to_save)."""
+    return "TOKEN_CLS" if task_name == "token-classification" else "SEQ_CLS"
+
+
+def lora_config(peft: "PeftSpec", searched: dict[str, Any], *, task_name: str) -> Any:
+    from peft import LoraConfig
+
+    return LoraConfig(task_type=task_type(task_name), **{**peft.lora_kwargs(), **searched})
+
+
+def build_model(base: "BaseModel", *, peft: "PeftSpec | None", params: dict[str, Any]) -> Any:
+    """A fresh model for a configuration: the base with the configuration's model.* values in its config,
+    wrapped with its LoRA adapter (the peft section under its peft.* values) when the study has one."""
+    split = split_params(params)
+    model = base.build(split.model)
+    if peft is None:
+        return model
+    from peft import get_peft_model
+
+    return get_peft_model(model, lora_config(peft, split.peft, task_name=base.task.name))
+
+
+def is_adapter(folder: str | Path) -> bool:
+    return (Path(folder) / ADAPTER_CONFIG).is_file()
+
+
+def save_model(trainer: Any, out: Path, *, base_name: str | None = None) -> None:
+    """The trainer's model (adapter only for a LoRA model, plus the model's config.json) and tokenizer to `out`.
+    `base_name` replaces the base model's local path in adapter_config.json (a Hub id, for the card)."""
+    trainer.save_model(str(out))
+    if trainer.processing_class is not None:
+        trainer.processing_class.save_pretrained(str(out))
+    model = trainer.model
+    if is_adapter(out):
+        base = model.get_base_model()
+        base.config.architectures = [type(base).__name__]  # the class load_adapter_model builds
+        base.config.save_pretrained(str(out))
+        if base_name is not None:
+            path = out / ADAPTER_CONFIG
+            config = json.loads(path.read_text())
+            config["base_model_name_or_path"] = base_name
+            path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def load_adapter(folder: str | Path, *, base_dir: str = ".") -> Any:
+    """The saved adapter on its base model (a PeftModel; the base's config, with the labels, from the folder)."""
+    import transformers
+    from peft import PeftModel
+
+    from hpo.models import resolve_model
+
+    folder = Path(folder)
+    base_name = json.loads((folder / ADAPTER_CONFIG).read_text())["base_model_name_or_path"]
+    config = transformers.AutoConfig.from_pretrained(str(folder))
+    auto = getattr(transformers, (config.architectures or ["AutoModelForSequenceClassification"])[0])
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()  # "newly initialized head": the adapter brings the trained one
+    try:
+        base = auto.from_pretrained(resolve_model(base_name, base_dir), config=config)
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+    return PeftModel.from_pretrained(base, str(folder))
+
+
+def load_adapter_model(folder: str | Path, *, base_dir: str = ".") -> Any:
+    """The saved adapter merged into its base model: a plain transformers model."""
+    return load_adapter(folder, base_dir=base_dir).merge_and_unload()
+
+
+def pipeline_model(model: str) -> Any:
+    """What `pipeline(model=...)` gets for a saved model: its folder or repo id, or for an adapter folder the
+    merged model."""
+    return load_adapter_model(model) if is_adapter(model) else model
+
+
+def settle_adapter(folder: Path, *, save: str) -> dict[str, Any] | None:
+    """A final model saved as an adapter: its LoRA summary; with `save: merged` the adapter is replaced by the
+    merged full model (config, tokenizer and other files stay). None for a model without LoRA."""
+    if not is_adapter(folder):
+        return None
+    model = load_adapter(folder)
+    summary = lora_summary(model)
+    summary["adapter_bytes"] = sum(f.stat().st_size for f in folder.glob("adapter_model.*"))
+    summary["saved_as"] = save
+    if save == "merged":
+        merged = model.merge_and_unload()
+        for name in (ADAPTER_CONFIG, "adapter_model.safetensors", "adapter_model.bin"):
+            (folder / name).unlink(missing_ok=True)
+        merged.save_pretrained(str(folder))
+    return summary
+
+
+def lora_summary(model: Any) -> dict[str, Any] | None:
+    """The LoRA settings of a model and its trainable parameters vs total (None for a model without LoRA)."""
+    config = getattr(model, "peft_config", {}).get("default") if hasattr(model, "peft_config") else None
+    if config is None:
+        return None
+    trainable, total = model.get_nb_trainable_parameters()
+    modules = config.target_modules
+    return {"base_model": config.base_model_name_or_path, "r": config.r, "lora_alpha": config.lora_alpha,
+            "lora_dropout": config.lora_dropout,
+            "target_modules": sorted(modules) if isinstance(modules, (set, list)) else modules,
+            "trainable_parameters": int(trainable), "total_parameters": int(total)}
