@@ -68,7 +68,7 @@ def save_model(trainer: Any, out: Path, *, base_name: str | None = None) -> None
             path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
-def load_adapter(folder: str | Path, *, base_dir: str = ".") -> Any:
+def load_adapter(folder: str | Path, *, base_dir: str = ".", trainable: bool = False) -> Any:
     """The saved adapter on its base model (a PeftModel; the base's config, with the labels, from the folder)."""
     import transformers
     from peft import PeftModel
@@ -85,7 +85,7 @@ def load_adapter(folder: str | Path, *, base_dir: str = ".") -> Any:
         base = auto.from_pretrained(resolve_model(base_name, base_dir), config=config)
     finally:
         transformers.logging.set_verbosity(verbosity)
-    return PeftModel.from_pretrained(base, str(folder))
+    return PeftModel.from_pretrained(base, str(folder), is_trainable=trainable)
 
 
 def load_adapter_model(folder: str | Path, *, base_dir: str = ".") -> Any:
@@ -104,7 +104,7 @@ def settle_adapter(folder: Path, *, save: str) -> dict[str, Any] | None:
     merged full model (config, tokenizer and other files stay). None for a model without LoRA."""
     if not is_adapter(folder):
         return None
-    model = load_adapter(folder)
+    model = load_adapter(folder, trainable=True)  # trainable: its parameter counts are the training's
     summary = lora_summary(model)
     summary["adapter_bytes"] = sum(f.stat().st_size for f in folder.glob("adapter_model.*"))
     summary["saved_as"] = save

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import re
 import sys
+import weakref
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -141,7 +142,9 @@ def _in_use_and_peak() -> tuple[int | None, int | None]:
 def trial_started(trainer: Any, trial: Any) -> None:
     """Before a trial's model is built: free what the last one (or the Trainer's set-up) left, record the
     device and the memory already in use (flat across trials unless something leaks), reset the peak."""
-    if not release(trainer, model=True) and getattr(trainer, "_hpo_uncollected", False):
+    last = getattr(trainer, "_hpo_last_model", lambda: None)()  # a LoRA model's forward wrappers form a cycle
+    if not release(trainer, model=True) and (getattr(trainer, "_hpo_uncollected", False) or last is not None):
+        del last
         trainer.accelerator.free_memory()
     trainer._hpo_uncollected = False
     _trim_heap()
@@ -170,5 +173,7 @@ def trial_ended(trainer: Any, trial: Any) -> None:
     ran = upstream.train_batch_size(trainer)
     if trainer.args.auto_find_batch_size and ran and ran != trainer.args.per_device_train_batch_size:
         trial.set_user_attr("train_batch_size", ran)  # lowered by auto_find_batch_size until it fit
+    if trainer.model is not None:
+        trainer._hpo_last_model = weakref.ref(trainer.model)
     release(trainer, model=failed or getattr(trainer, "objective", None) is not None, collect=False)
     trainer._hpo_uncollected = failed
