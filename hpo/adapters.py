@@ -41,9 +41,13 @@ def build_model(base: "BaseModel", *, peft: "PeftSpec | None", params: dict[str,
     model = base.build(split.model)
     if peft is None:
         return model
+    import warnings
+
     from peft import get_peft_model
 
-    return get_peft_model(model, lora_config(peft, split.peft, task_name=base.task.name))
+    with warnings.catch_warnings():  # peft asks a deprecated transformers name; not the user's to fix
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+        return get_peft_model(model, lora_config(peft, split.peft, task_name=base.task.name))
 
 
 def is_adapter(folder: str | Path) -> bool:
@@ -58,6 +62,7 @@ def save_model(trainer: Any, out: Path, *, base_name: str | None = None) -> None
         trainer.processing_class.save_pretrained(str(out))
     model = trainer.model
     if is_adapter(out):
+        (out / "README.md").unlink(missing_ok=True)  # peft's empty card template; hpo writes the final model's
         base = model.get_base_model()
         base.config.architectures = [type(base).__name__]  # the class load_adapter_model builds
         base.config.save_pretrained(str(out))

@@ -71,6 +71,14 @@ def test_lora_keys_validate_and_stay_out_of_training_arguments(make_study: Any, 
     assert args.learning_rate == 0.01 and not hasattr(args, "peft.r") and not hasattr(args, "r")
 
 
+def test_the_sst2_lora_study_validates() -> None:
+    from conftest import REPO
+
+    spec = load_study(REPO / "studies" / "sst2-lora.yaml").spec
+    assert spec.peft is not None and spec.peft.target_modules == "all-linear" and spec.final.save == "merged"
+    assert {"learning_rate", "peft.r", "peft.lora_alpha", "peft.lora_dropout"} == set(spec.search.space)
+
+
 # -- the model a trial trains ------------------------------------------------------------------------
 
 def test_a_trials_values_reach_its_model(make_study: Any) -> None:
