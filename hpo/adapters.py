@@ -50,8 +50,17 @@ def build_model(base: "BaseModel", *, peft: "PeftSpec | None", params: dict[str,
         return get_peft_model(model, lora_config(peft, split.peft, task_name=base.task.name))
 
 
-def is_adapter(folder: str | Path) -> bool:
-    return (Path(folder) / ADAPTER_CONFIG).is_file()
+def is_adapter(model: str | Path) -> bool:
+    """A saved adapter: a folder with adapter_config.json, or a Hub repo that has one."""
+    path = Path(model).expanduser()
+    if path.exists() or isinstance(model, Path):
+        return (path / ADAPTER_CONFIG).is_file()
+    try:
+        from huggingface_hub import file_exists
+
+        return file_exists(str(model), ADAPTER_CONFIG)
+    except Exception:  # offline, or not a repo id: loaded as a plain model, which says what is wrong
+        return False
 
 
 def save_model(trainer: Any, out: Path, *, base_name: str | None = None) -> None:
@@ -74,14 +83,14 @@ def save_model(trainer: Any, out: Path, *, base_name: str | None = None) -> None
 
 
 def load_adapter(folder: str | Path, *, base_dir: str = ".", trainable: bool = False) -> Any:
-    """The saved adapter on its base model (a PeftModel; the base's config, with the labels, from the folder)."""
+    """The saved adapter (folder or Hub repo) on its base model: a PeftModel; the config, with the labels, is
+    the adapter's."""
     import transformers
-    from peft import PeftModel
+    from peft import PeftConfig, PeftModel
 
     from hpo.models import resolve_model
 
-    folder = Path(folder)
-    base_name = json.loads((folder / ADAPTER_CONFIG).read_text())["base_model_name_or_path"]
+    base_name = PeftConfig.from_pretrained(str(folder)).base_model_name_or_path  # a folder or a Hub repo
     config = transformers.AutoConfig.from_pretrained(str(folder))
     auto = getattr(transformers, (config.architectures or ["AutoModelForSequenceClassification"])[0])
     verbosity = transformers.logging.get_verbosity()

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -132,12 +135,12 @@ def _texts() -> list[str]:
 def test_hpo_run_keeps_adapters_and_merges_the_final_model(make_study: Any, tmp_path: Path) -> None:
     """One LoRA study end to end: kept trials hold adapters only, the final model is merged (a plain pipeline
     loads it and predicts what the adapter model predicts), report and card name the LoRA settings; then
-    final.save: adapter keeps the adapter as the final model, which `hpo predict` loads."""
+    final.save: adapter keeps the adapter as the final model, which `hpo predict` loads from a Hub repo."""
     import yaml
     from transformers import pipeline
 
     from hpo.adapters import load_adapter_model
-    from hpo.predict import run_predict
+    from hpo.testing.hub_server import LocalHub
 
     study_file = lora_study(make_study)
     r = run_cli("run", str(study_file), "--no-push")
@@ -177,7 +180,15 @@ def test_hpo_run_keeps_adapters_and_merges_the_final_model(make_study: Any, tmp_
     assert "library_name: peft" in card and "PeftModel.from_pretrained" in card and "| base model |" in card
     data = tmp_path / "new.txt"
     data.write_text("".join(t.replace("\n", " ") + "\n" for t in texts[:5]))  # one text per line
-    run_predict(str(final), data, out=tmp_path / "pred.csv")  # what `hpo predict` runs
+    with LocalHub(tmp_path / "hub") as hub:  # the adapter pushed as is, predicted by its repo id
+        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", "HF_HUB_OFFLINE": "0",
+               "HF_TOKEN": "hf_test", "HF_HOME": str(tmp_path / "hf")}
+        code = ("import sys; from huggingface_hub import HfApi; api = HfApi(); api.create_repo('user/tiny-lora'); "
+                "api.upload_folder(repo_id='user/tiny-lora', folder_path=sys.argv[1])")
+        up = subprocess.run([sys.executable, "-c", code, str(final)], capture_output=True, text=True, env=env)
+        assert up.returncode == 0, up.stderr[-2000:]
+        r = run_cli("predict", "user/tiny-lora", str(data), "--out", str(tmp_path / "pred.csv"), env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
     with open(tmp_path / "pred.csv", newline="") as fh:
         predicted = [row["predicted"] for row in csv.DictReader(fh)]
     assert predicted == [x["label"] for x in a[:5]]

@@ -26,7 +26,8 @@ def lora_section(results: dict[str, Any], *, model_ref: str) -> list[Block]:
         "task head were trained. "
         + ("The adapter is merged into the base model, so this is a plain transformers model."
            if lora["saved_as"] == "merged" else
-           "This repository holds the adapter only; load it on its base model with peft (below).")),
+           "This repository holds the adapter only: load it on its base model with peft as below, and pass "
+           "`model` where the examples pass the repository's name (`hpo predict` does this itself).")),
         Table(["setting", "value"], rows)]
     if lora["saved_as"] == "adapter":
         blocks.append(Code(
