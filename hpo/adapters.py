@@ -94,9 +94,10 @@ def load_adapter(folder: str | Path, *, base_dir: str = ".", trainable: bool = F
     config = transformers.AutoConfig.from_pretrained(str(folder))
     auto = getattr(transformers, (config.architectures or ["AutoModelForSequenceClassification"])[0])
     verbosity = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()  # "newly initialized head": the adapter brings the trained one
+    transformers.logging.set_verbosity_error()  # "newly initialized head": not this model's
     try:
-        base = auto.from_pretrained(resolve_model(base_name, base_dir), config=config)
+        # the base's own head may have another shape (another label set): the adapter brings the trained head
+        base = auto.from_pretrained(resolve_model(base_name, base_dir), config=config, ignore_mismatched_sizes=True)
     finally:
         transformers.logging.set_verbosity(verbosity)
     return PeftModel.from_pretrained(base, str(folder), is_trainable=trainable)

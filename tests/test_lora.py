@@ -124,6 +124,50 @@ def test_every_task_gets_an_adapter_and_a_trainable_head(task: str, tiny_model: 
     assert model.peft_config["default"].lora_dropout == 0.1
 
 
+def test_a_configuration_trained_outside_the_search_gets_its_values(make_study: Any) -> None:
+    """The final retrain, the gate's retrains and seed runs build their Trainer from the trial's params."""
+    from hpo.data import prepare_splits
+    from hpo.search.setup import build_trainer
+
+    study = load_study(lora_study(make_study))
+    params = {"learning_rate": 0.02, "peft.r": 2, "peft.lora_alpha": 16, "model.hidden_dropout_prob": 0.2}
+    trainer = build_trainer(study, study.spec.models[0], prepare_splits(study), checkpoints=None, params=params)
+    assert trainer.args.learning_rate == 0.02
+    assert trainer.model.peft_config["default"].r == 2
+    assert trainer.model.get_base_model().config.hidden_dropout_prob == 0.2
+
+
+@pytest.mark.parametrize("task", ["token-classification", "multi-label-classification", "text-regression"])
+def test_a_saved_adapter_loads_back_as_the_same_model(task: str, tiny_model: Path, tmp_path: Path) -> None:
+    import torch
+
+    from hpo.adapters import build_model, load_adapter_model, save_model
+    from hpo.models import BaseModel
+    from hpo.spec.schema import PeftSpec
+    from hpo.tasks import get_task
+
+    labels = ["score"] if task == "text-regression" else ["a", "b", "c"]
+    model = build_model(BaseModel(str(tiny_model), id2label=dict(enumerate(labels)), task=get_task(task)),
+                        peft=PeftSpec(r=2, init_lora_weights=False), params={})  # non-zero updates to merge
+
+    class Saving:  # what save_model reads of a Trainer
+        processing_class = None
+
+        def __init__(self) -> None:
+            self.model = model
+
+        def save_model(self, out: str) -> None:
+            model.save_pretrained(out)
+
+    save_model(Saving(), tmp_path / "adapter")
+    loaded = load_adapter_model(tmp_path / "adapter")
+    assert type(loaded).__name__ == type(model.get_base_model()).__name__
+    ids = torch.randint(5, 100, (2, 7))
+    model.eval()
+    with torch.no_grad():
+        assert torch.allclose(model(input_ids=ids).logits, loaded(input_ids=ids).logits, atol=1e-5)
+
+
 # -- saved models -------------------------------------------------------------------------------------
 
 def _texts() -> list[str]:
