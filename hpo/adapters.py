@@ -18,7 +18,7 @@ from hpo.spec.namespaces import split_params
 
 if TYPE_CHECKING:
     from hpo.models import BaseModel
-    from hpo.spec.schema import PeftSpec
+    from hpo.spec.lora import PeftSpec
 
 ADAPTER_CONFIG = "adapter_config.json"
 

@@ -113,7 +113,7 @@ def test_a_trials_values_reach_its_model(make_study: Any) -> None:
 def test_every_task_gets_an_adapter_and_a_trainable_head(task: str, tiny_model: Path) -> None:
     from hpo.adapters import build_model
     from hpo.models import BaseModel
-    from hpo.spec.schema import PeftSpec
+    from hpo.spec.lora import PeftSpec
     from hpo.tasks import get_task
 
     labels = ["score"] if task == "text-regression" else ["a", "b", "c"]
@@ -143,7 +143,7 @@ def test_a_saved_adapter_loads_back_as_the_same_model(task: str, tiny_model: Pat
 
     from hpo.adapters import build_model, load_adapter_model, save_model
     from hpo.models import BaseModel
-    from hpo.spec.schema import PeftSpec
+    from hpo.spec.lora import PeftSpec
     from hpo.tasks import get_task
 
     labels = ["score"] if task == "text-regression" else ["a", "b", "c"]

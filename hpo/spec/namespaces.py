@@ -62,7 +62,7 @@ def check_peft(study: "LoadedStudy") -> None:
     final.save: adapter and peft.* keys need the section."""
     from pydantic import ValidationError
 
-    from hpo.spec.schema import PeftSpec
+    from hpo.spec.lora import PeftSpec
 
     spec, f = study.spec, study.file
     keys = {name: (k, p) for k, p in spec.search.space.items() for s, name in [namespace(k)] if s == PEFT}
