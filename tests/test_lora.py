@@ -45,6 +45,8 @@ def lora_study(make_study: Any, **overrides: Any) -> Path:
      "did you mean 'model.hidden_dropout_prob'?"),
     ({"search__space": {"model.hidden_dropout_prob": {"type": "categorical", "choices": ["high"]}}},
      "takes a number"),
+    ({"search__space": {"model.num_hidden_layers": {"type": "int", "low": 1, "high": 2}}},
+     "num_hidden_layers is not a real-valued setting"),
     ({"final": {"save": "adapter"}}, "final.save: adapter needs a peft section"),
 ])
 def test_bad_peft_and_model_keys_are_one_line_errors(make_study: Any, overrides: dict[str, Any],

@@ -117,9 +117,13 @@ def check_model_keys(study: "LoadedStudy") -> None:
                 raise SpecError(f"not a field of {type(config).__name__} ({model_id})", file=study.file, path=path,
                                 hint=hint)
             current = getattr(config, name)
-            kind = float if isinstance(current, float) or "dropout" in name else type(current)
+            if not (isinstance(current, float) or (current is None and "dropout" in name)):
+                # integers there are sizes, counts and token ids: the pre-trained weights fix them
+                raise SpecError(f"{name} is not a real-valued setting (it is {current!r}); model.* searches "
+                                "dropouts and other real-valued settings", file=study.file, path=path,
+                                hint="search a float field such as model.hidden_dropout_prob")
             for sample in samples(param):
-                if kind in (int, float) and (isinstance(sample, bool) or not isinstance(sample, (int, float))):
+                if isinstance(sample, bool) or not isinstance(sample, (int, float)):
                     raise SpecError(f"{name} takes a number, got {sample!r}", file=study.file, path=path,
                                     hint="give numeric values")
 
