@@ -14,6 +14,7 @@ its `fail_reason` (what the progress line shows); the study goes on with the nex
 from __future__ import annotations
 
 import ctypes
+import gc
 import re
 import sys
 from pathlib import Path
@@ -69,6 +70,18 @@ def fail_on_out_of_memory(trainer: Any, trial: Any, train: Callable[[], T]) -> T
 
 
 # -- releasing -------------------------------------------------------------------------------------------
+
+def freeze_loaded() -> None:
+    """Leave what a command has loaded before its first trial (libraries, study, data) out of later garbage
+    collections. The Trainer and accelerate collect around every trial, and each collection walked the ~500,000
+    objects that importing torch, transformers and datasets makes: 0.3-0.5 s a time, a third of a tiny study's
+    CPU time. What trials make is collected as before. Only in hpo's own processes (the pipeline's commands): in
+    a caller's process, its objects that later form garbage cycles would never be freed."""
+    if gc.get_freeze_count():
+        return
+    gc.collect()
+    gc.freeze()
+
 
 def release(trainer: Any, *, model: bool, collect: bool = True) -> bool:
     """Drop what a trial built: optimizer, scheduler, data loaders and, with `model`, the model. If anything was
