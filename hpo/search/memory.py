@@ -86,8 +86,8 @@ def freeze_loaded() -> None:
 def release(trainer: Any, *, model: bool, collect: bool = True) -> bool:
     """Drop what a trial built: optimizer, scheduler, data loaders and, with `model`, the model. If anything was
     held, and `collect`, collect garbage (accelerate wraps a model's forward in a reference cycle) and empty the
-    CUDA cache: accelerate's free_memory does both, and also clears its own lists of prepared objects.
-    Returns whether anything was held."""
+    CUDA cache: accelerate's free_memory does both. It empties its lists of prepared objects only after
+    collecting (accelerate 1.15), so with the model they are emptied here first. Returns whether anything was held."""
     handler, accelerator = trainer.callback_handler, trainer.accelerator
     names = ["optimizer", "lr_scheduler"] + (["model", "model_wrapped"] if model else [])
     held = any(getattr(trainer, n, None) is not None for n in names)
@@ -101,6 +101,10 @@ def release(trainer: Any, *, model: bool, collect: bool = True) -> bool:
             if hasattr(holder, name):
                 setattr(holder, name, None)
     handler.train_dataloader = handler.eval_dataloader = None
+    if model:  # else the model, still listed, outlives the collection and the next model is built beside it
+        for name in upstream.ACCELERATOR_HELD:
+            if getattr(accelerator, name, None):
+                setattr(accelerator, name, [])
     if collect:
         accelerator.free_memory()  # a second or so with torch and transformers loaded: only when it frees something
     return True
