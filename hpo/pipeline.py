@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from hpo import progress
 from hpo.errors import SpecError, StageError
 from hpo.results import read_json, results_path, write_json
+from hpo.search.memory import freeze_loaded
 from hpo.study.counts import count_trials
 from hpo.study.factory import load_existing, open_storage, study_names
 from hpo.study.storage import SqliteLock, is_sqlite, redact
@@ -211,6 +212,7 @@ def run(study: "LoadedStudy", *, workers: int = 0, push: bool = True,
             began = time.perf_counter()
             splits = prepare(study)  # before the store: bad data leaves no new store behind
             timings = {"last_run_data_s": time.perf_counter() - began}
+            freeze_loaded()
             storage = open_storage(study)
             procs = start_local_workers(study, workers, worker_devices)
             began = time.perf_counter()
@@ -262,6 +264,7 @@ def run_worker(study: "LoadedStudy", *, max_trials: int | None = None) -> int:
     with study_lock(study):
         progress.quiet_libraries()
         splits = prepare(study)
+        freeze_loaded()
         storage = open_storage(study)
         return search(study, splits, storage, max_trials=max_trials, sole_process=is_sqlite(study.paths.storage_url),
                       wait_for_others=max_trials is None, budget=keeper)
@@ -271,6 +274,7 @@ def finalize_only(study: "LoadedStudy") -> dict[str, Any]:
     with study_lock(study):
         progress.quiet_libraries()
         splits = prepare(study)
+        freeze_loaded()
         storage = open_storage(study)
         results = finalize(study, splits, storage)
         report(study, results, storage)

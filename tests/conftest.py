@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
 import yaml
@@ -18,6 +20,36 @@ SHARED = REPO.parent / "shared" / "data"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# Under pytest-xdist the workers share the cores: torch's threads on tiny models then mostly wait for each
+# other (on a busy 2-core machine a tiny trial took 3-5x longer with two threads per process than with one).
+# Each worker, and every `hpo` process it starts (hpo's set_threads reads OMP_NUM_THREADS), gets its share.
+_XDIST_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _XDIST_WORKERS > 1:
+    _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _cores // _XDIST_WORKERS)))
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules with slow (end-to-end) tests first, each module kept in one piece (its module fixtures are made
+    once): xdist's workers then take the long tests early and end together on short ones."""
+    slow = {getattr(item, "module", None) for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: getattr(item, "module", None) not in slow)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The libraries the tests train with, and what collection loaded, are left out of later garbage collections,
+    as in an `hpo` command: the Trainer and accelerate collect around every trial, 0.3 s each over it all."""
+    import importlib
+
+    from hpo.search.memory import freeze_loaded
+
+    for name in ("datasets", "evaluate", "sklearn.metrics", "optuna.storages", "hpo.search.trainer",
+                 "hpo.search.runner", "hpo.data", "hpo.spec", "hpo.study.factory", "hpo.metrics"):
+        importlib.import_module(name)
+    freeze_loaded()
 
 
 def sst2_rows(split: str, n: int) -> list[dict[str, str]]:
@@ -82,6 +114,18 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "hpo", *args], capture_output=True, text=True,
                           env=full_env, cwd=cwd, timeout=timeout)
+
+
+@contextlib.contextmanager
+def paused(pid: int) -> Iterator[None]:
+    """The process stopped (SIGSTOP) for the block: what the block sees of it holds until the block signals it,
+    however fast or slow the machine. Signals sent meanwhile are handled when it continues."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
 
 
 # -- storages: a real PostgreSQL server the tests start themselves, and SQLite files --------------------

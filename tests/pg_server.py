@@ -66,10 +66,16 @@ class PgServer:
             os.chown(pwfile, pg.pw_uid, pg.pw_gid)
         self._run("initdb", "-D", str(self.data), "-U", USER, f"--pwfile={pwfile}", "--auth-host=scram-sha-256",
                   "--auth-local=trust", "-E", "UTF8", "--no-sync")
-        self.port = free_port()
-        opts = f"-p {self.port} -h 127.0.0.1 -k {self.root} -F -c max_connections=200"
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-o", opts, "-w",
-                  "-t", "60", "start")
+        for attempt in range(3):  # a free port can be taken before the server binds it (another xdist worker)
+            self.port = free_port()
+            opts = f"-p {self.port} -h 127.0.0.1 -k {self.root} -F -c max_connections=200"
+            try:
+                self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-o", opts, "-w",
+                          "-t", "60", "start")
+                break
+            except RuntimeError:
+                if attempt == 2:
+                    raise
         self.create_db("hpo")
         return self
 

@@ -18,7 +18,7 @@ import yaml
 from conftest import run_cli, sst2_rows
 from hpo.testing.hub_server import LocalHub
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("hub-push")]  # one worker: one shared run
 
 TOKEN = "hf_secretTOKEN4hpoTests9x7Qz"
 REPO_ID = "user/tiny-sst2"

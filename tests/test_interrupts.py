@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from conftest import peek_trials, search_context
+from conftest import paused, peek_trials, search_context
 
 N_TRIALS = 3
 
@@ -29,12 +29,17 @@ def start(study: Path) -> subprocess.Popen[str]:
 
 
 def interrupt_when(proc: subprocess.Popen[str], ready: Callable[[], bool], sig: int) -> tuple[int, str]:
+    """Send `sig` once `ready()`, still true with the process paused (it cannot move past the phase meanwhile)."""
     deadline = time.monotonic() + 300
-    while not ready():
+    while True:
         assert proc.poll() is None, f"finished before the signal: {proc.communicate()[1][-1500:]}"
         assert time.monotonic() < deadline, "phase never reached"
+        if ready():
+            with paused(proc.pid):
+                if ready():
+                    proc.send_signal(sig)
+                    break
         time.sleep(0.2)
-    proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     return proc.returncode, err
 
@@ -50,9 +55,8 @@ def check_stopped(code: int, err: str, db: Path) -> None:
 def test_interrupted_runs_resume_without_redoing(make_study: Callable[..., Path]) -> None:
     # one order only: three tiny runs already take minutes on 2 cores; both signals take the same path
     in_trial, in_final = signal.SIGINT, signal.SIGTERM
-    # trials long enough (seconds) that a signal lands inside one
     study = make_study(search__n_trials=N_TRIALS, final={"strategy": "retrain"},
-                       training={"num_train_epochs": 12, "seed": 0})
+                       training={"num_train_epochs": 4, "seed": 0})
     db = study.parent / "tiny.db"
     results = study.parent / "runs" / "tiny" / "results.json"
 

@@ -217,6 +217,9 @@ def test_the_finalizer_waits_for_the_workers(make_study: Any) -> None:
 
     study = load_study(make_study(search__n_trials=2))
     url = study.paths.storage_url
+    # the store's tables first: two threads creating them at once collide (table exists), and the workers'
+    # thread dying there would leave the finalizer waiting for ever
+    optuna.storages.RDBStorage(url)
     said: list[str] = []
 
     def workers() -> None:  # they create the study, then finish one trial after the other

@@ -202,3 +202,46 @@ def test_training_batches_are_length_grouped_in_random_order(make_study: object)
     assert isinstance(loader.batch_sampler.sampler, LengthBucketSampler)
     widths = [batch["input_ids"].shape[1] for batch in loader]
     assert widths != sorted(widths, reverse=True)  # not a sweep from long to short
+
+
+@pytest.mark.parametrize("asked, expected", [("1", 1), ("", None), ("999", None), ("0", None)])
+def test_threads_are_one_per_core_or_fewer_as_omp_num_threads_says(monkeypatch: pytest.MonkeyPatch, asked: str,
+                                                                    expected: int | None) -> None:
+    import os
+
+    from hpo.search.setup import set_threads
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    before = torch.get_num_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", asked)
+    try:
+        set_threads()
+        assert torch.get_num_threads() == (expected or cores)  # never more threads than cores
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_command_leaves_what_it_loaded_out_of_later_collections(tmp_path: Path) -> None:
+    """In a fresh process, as `hpo run` calls it: loaded objects frozen once, objects made later still freed."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import gc, weakref
+        from transformers import Trainer
+        from hpo.search.memory import freeze_loaded
+        freeze_loaded()
+        frozen = gc.get_freeze_count()
+        freeze_loaded()
+        assert gc.get_freeze_count() == frozen > 100_000, frozen  # the libraries' objects
+        class Node: pass
+        a, b = Node(), Node()
+        a.other, b.other = b, a
+        gone = weakref.ref(a)
+        del a, b
+        gc.collect()
+        assert gone() is None
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]

@@ -21,6 +21,8 @@ from hpo.errors import SpecError
 from hpo.selection.gate import summarize
 from hpo.selection.stats import binomial_noise, mean_interval, rank_correlation, ranks
 
+SHARED_RUNS = pytest.mark.xdist_group("selection-runs")  # one xdist worker makes the two study runs once
+
 
 # -- pure pieces ----------------------------------------------------------------------------------------------
 def test_ranks_and_rank_correlation() -> None:
@@ -136,6 +138,7 @@ def gated(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> dict[st
 
 
 @pytest.mark.slow
+@SHARED_RUNS
 def test_gate_scores_the_top_trials_on_unseen_data(gated: dict[str, Any]) -> None:
     results = gated["results"]
     gate = results["selection"]["gate"]
@@ -155,6 +158,7 @@ def test_gate_scores_the_top_trials_on_unseen_data(gated: dict[str, Any]) -> Non
 
 
 @pytest.mark.slow
+@SHARED_RUNS
 def test_final_model_is_the_finalist_with_the_best_mean(gated: dict[str, Any]) -> None:
     results = gated["results"]
     seeds = results["selection"]["multi_seed"]
@@ -174,6 +178,7 @@ def test_final_model_is_the_finalist_with_the_best_mean(gated: dict[str, Any]) -
 
 
 @pytest.mark.slow
+@SHARED_RUNS
 def test_report_shows_gate_and_seeds(gated: dict[str, Any]) -> None:
     md = (gated["out"] / "report.md").read_text()
     html = (gated["out"] / "report.html").read_text()
@@ -202,6 +207,7 @@ def multi(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, gated: dic
 
 
 @pytest.mark.slow
+@SHARED_RUNS
 def test_warm_start_enqueues_the_other_studys_best(multi: dict[str, Any]) -> None:
     source = optuna.load_study(study_name="tiny", storage=f"sqlite:///{multi['source_db']}")
     done = [t for t in source.trials if t.value is not None]
@@ -221,6 +227,7 @@ def test_warm_start_enqueues_the_other_studys_best(multi: dict[str, Any]) -> Non
 
 
 @pytest.mark.slow
+@SHARED_RUNS
 def test_multi_objective_front_and_pick(multi: dict[str, Any]) -> None:
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{multi['file'].parent / 'tiny.db'}")
     assert study.metric_names == ["accuracy", "latency_ms", "parameters"]  # the dashboard's axis names

@@ -22,7 +22,10 @@ import yaml
 from task_helpers import shared_rows, tiny_base, write_jsonl
 
 from conftest import run_cli
+from hpo.cli import main
 from hpo.testing.hub_server import LocalHub
+
+pytestmark = pytest.mark.slow
 
 TOKEN = "hf_tasksTOKEN4hpoTests2k9Wq"
 
@@ -80,11 +83,10 @@ def _study(tmp_path: Path, name: str) -> Path:
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))
-def test_task_runs_end_to_end(tmp_path: Path, name: str) -> None:
+def test_task_runs_end_to_end(tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]) -> None:
     spec = TASKS[name]
     study = _study(tmp_path, name)
-    r = run_cli("validate", str(study), "--data")
-    assert r.returncode == 0, r.stderr[-2000:]
+    assert main(["validate", str(study), "--data"]) == 0, capsys.readouterr().err[-2000:]  # in-process: same command
     with LocalHub(tmp_path / "hub", tokens={TOKEN}) as hub:
         env = {"HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": TOKEN, "HF_HUB_OFFLINE": "0",
                "HF_HOME": str(tmp_path / "hf")}

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conftest import run_cli
+from conftest import paused, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -50,6 +50,18 @@ def wait_for_running_trial(url: str, pids: list[int], *, timeout: float = 300) -
     raise AssertionError(f"none of processes {pids} ran a trial within {timeout}s")
 
 
+def signal_during_trial(url: str, pids: list[int], sig: int, *, timeout: float = 300) -> tuple[int, int]:
+    """Send `sig` to the first of `pids` seen running a trial, while that trial surely still runs (the process is
+    paused between the check and the signal). Returns (pid, trial number)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pid, number = wait_for_running_trial(url, pids, timeout=max(1.0, deadline - time.monotonic()))
+        with paused(pid):
+            if next(t for t in load(url).get_trials(deepcopy=False) if t.number == number).state.name == "RUNNING":
+                os.kill(pid, sig)
+                return pid, number
+
+
 def finished(trials: list[Any]) -> list[Any]:
     return [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
 
@@ -62,8 +74,7 @@ def test_sigkill_one_of_three_postgres_workers_loses_nothing_and_final_is_made_o
     study = make_study(storage=no_password, **HEARTBEAT, search__n_trials=4, training={"num_train_epochs": 2,
                                                                                         "seed": 0})
     workers = [spawn("worker", str(study), log=tmp_path / f"worker{i}.log", env=env) for i in range(3)]
-    pid, killed_trial = wait_for_running_trial(url, [w.pid for w in workers])
-    os.kill(pid, signal.SIGKILL)
+    pid, killed_trial = signal_during_trial(url, [w.pid for w in workers], signal.SIGKILL)
     for i, w in enumerate(workers):
         code = w.wait(timeout=300)
         assert code == (-signal.SIGKILL if w.pid == pid else 0), (tmp_path / f"worker{i}.log").read_text()[-3000:]
@@ -103,11 +114,10 @@ def test_sigkill_one_of_three_postgres_workers_loses_nothing_and_final_is_made_o
 def test_sigterm_stops_a_worker_cleanly_and_a_rerun_completes(make_study: Any, pg_server: Any,
                                                                tmp_path: Path) -> None:
     url = pg_server.create_db("stopped")
-    study = make_study(storage=url, **HEARTBEAT, search__n_trials=2, training={"num_train_epochs": 3, "seed": 0})
+    study = make_study(storage=url, **HEARTBEAT, search__n_trials=2)
     log = tmp_path / "worker.log"
     w = spawn("worker", str(study), log=log)
-    _, stopped_trial = wait_for_running_trial(url, [w.pid])
-    w.send_signal(signal.SIGTERM)
+    _, stopped_trial = signal_during_trial(url, [w.pid], signal.SIGTERM)
     assert w.wait(timeout=60) == 130, log.read_text()[-3000:]
     text = log.read_text()
     assert "interrupted" in text and "Traceback" not in text, text[-3000:]
@@ -122,13 +132,13 @@ def test_sigterm_stops_a_worker_cleanly_and_a_rerun_completes(make_study: Any, p
 
 
 def test_two_workers_on_sqlite_second_is_refused_clearly(make_study: Any, tmp_path: Path) -> None:
-    # long enough trials that the first worker is still at work when the second one starts
-    study = make_study(search__n_trials=2, training={"num_train_epochs": 12, "seed": 0})
+    study = make_study(search__n_trials=2)
     url = f"sqlite:///{study.parent / 'tiny.db'}"
     first = spawn("worker", str(study), log=tmp_path / "first.log")
     try:
         wait_for_running_trial(url, [first.pid])
-        second = run_cli("worker", str(study), timeout=120)
+        with paused(first.pid):  # surely still at work in its trial, however long the second takes to start
+            second = run_cli("worker", str(study), timeout=120)
         assert second.returncode == 3
         lines = second.stderr.strip().splitlines()
         assert len(lines) == 1 and "PostgreSQL" in lines[0], second.stderr

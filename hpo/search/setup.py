@@ -31,9 +31,13 @@ def base_model(source: str, label_names: list[str], task: Any = None) -> BaseMod
 
 
 def set_threads() -> None:
+    """One thread per core this process may use; fewer when OMP_NUM_THREADS says so (processes sharing cores)."""
     import torch
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    asked = os.environ.get("OMP_NUM_THREADS", "")
+    if asked.isdigit() and int(asked) > 0:
+        cores = min(cores, int(asked))
     torch.set_num_threads(max(1, cores))
 
 
