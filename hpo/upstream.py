@@ -38,6 +38,16 @@ def trial_id(trial: Any) -> int:
     return trial._trial_id
 
 
+def record_first_heartbeat(trial: Any) -> None:
+    """Record a trial's heartbeat now. Optuna's heartbeat thread records the first one a moment after the trial
+    starts, and fails as stale only trials that have one: a worker killed in between would leave its trial
+    RUNNING for ever, and the other workers waiting for it."""
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+
+    if is_heartbeat_enabled(trial.storage):
+        trial.storage.record_heartbeat(trial_id(trial))
+
+
 def rdb_models() -> Any:
     """The SQLAlchemy models of Optuna's RDB storage (tables trials, study_system_attributes, ...)."""
     from optuna.storages._rdb import models

@@ -50,6 +50,22 @@ def test_optuna_rdb_backend_models_and_range_query(tmp_path: Path) -> None:
         "optuna: RDBStorage._get_trials(study_id, states, included, trial_id_greater_than) changed"
 
 
+def test_only_a_trial_with_a_heartbeat_goes_stale(tmp_path: Path) -> None:
+    import time
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 's.db'}", heartbeat_interval=1, grace_period=1)
+        study = optuna.create_study(storage=storage, study_name="s")
+        beaten, silent = study.ask(), study.ask()  # both RUNNING; as if their workers died at once
+        upstream.record_first_heartbeat(beaten)
+        time.sleep(2.5)
+        optuna.storages.fail_stale_trials(study)
+    states = {t.number: t.state.name for t in study.get_trials(deepcopy=False)}
+    assert states == {beaten.number: "FAIL", silent.number: "RUNNING"}
+
+
 def test_optuna_logs_failed_trials_with_the_logger_hpo_filters() -> None:
     import importlib
 

@@ -171,6 +171,7 @@ class SearchTrainer(Trainer):
         if trial is None or not hasattr(trial, "study"):
             return super().train(*args, trial=trial, **kwargs)
         _refuse_surplus(trial, self.n_trials)  # before sampling: a surplus trial draws nothing
+        upstream.record_first_heartbeat(trial)
         trial.set_user_attr("worker", worker_id())
         start = time.perf_counter()
         self.profile = {"model_load": 0.0, "evaluation": 0.0, "reporting": 0.0, "checkpoint": 0.0}
