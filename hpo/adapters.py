@@ -23,15 +23,10 @@ if TYPE_CHECKING:
 ADAPTER_CONFIG = "adapter_config.json"
 
 
-def task_type(task_name: str) -> str:
-    """peft's task type: it keeps the task head trainable and saves it with the adapter (modules_to_save)."""
-    return "TOKEN_CLS" if task_name == "token-classification" else "SEQ_CLS"
-
-
-def lora_config(peft: "PeftSpec", searched: dict[str, Any], *, task_name: str) -> Any:
+def lora_config(peft: "PeftSpec", searched: dict[str, Any], *, task_type: str) -> Any:
     from peft import LoraConfig
 
-    return LoraConfig(task_type=task_type(task_name), **{**peft.lora_kwargs(), **searched})
+    return LoraConfig(task_type=task_type, **{**peft.lora_kwargs(), **searched})
 
 
 def build_model(base: "BaseModel", *, peft: "PeftSpec | None", params: dict[str, Any]) -> Any:
@@ -47,7 +42,7 @@ def build_model(base: "BaseModel", *, peft: "PeftSpec | None", params: dict[str,
 
     with warnings.catch_warnings():  # peft asks a deprecated transformers name; not the user's to fix
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
-        return get_peft_model(model, lora_config(peft, split.peft, task_name=base.task.name))
+        return get_peft_model(model, lora_config(peft, split.peft, task_type=base.task.peft_task_type))
 
 
 def is_adapter(model: str | Path) -> bool:
@@ -124,10 +119,9 @@ def settle_adapter(folder: Path, *, save: str) -> dict[str, Any] | None:
     summary["adapter_bytes"] = sum(f.stat().st_size for f in folder.glob("adapter_model.*"))
     summary["saved_as"] = save
     if save == "merged":
-        merged = model.merge_and_unload()
+        model.merge_and_unload().save_pretrained(str(folder))  # before the adapter goes: a crash loses neither
         for name in (ADAPTER_CONFIG, "adapter_model.safetensors", "adapter_model.bin"):
             (folder / name).unlink(missing_ok=True)
-        merged.save_pretrained(str(folder))
     return summary
 
 

@@ -82,6 +82,8 @@ class Task(abc.ABC):
     default_metric: ClassVar[str]
     # metrics that are a share of the test examples: the held-out gate's noise for them is binomial
     binomial_metrics: ClassVar[frozenset[str]] = frozenset()
+    # peft's task type: it keeps the task head trainable and saves it with a LoRA adapter (modules_to_save)
+    peft_task_type: ClassVar[str] = "SEQ_CLS"
 
     def __init__(self, options: TaskOptions | dict[str, Any] | None = None, *,
                  columns: Columns | None = None) -> None:

@@ -34,6 +34,7 @@ class TokenClassification(Task):
     Options = TokenClassificationOptions
     metrics = {"f1": "maximize", "precision": "maximize", "recall": "maximize", "accuracy": "maximize"}
     default_metric = "f1"
+    peft_task_type = "TOKEN_CLS"
     options: TokenClassificationOptions
 
     @classmethod
