@@ -10,7 +10,7 @@ from hpo.report import markdown, sections
 from hpo.report.lora import lora_section
 from hpo.spec.schema import NAME_RE, REPO_ID_RE
 
-TAGS = ["text-classification", "optuna", "hyperparameter-search", "hpo"]
+TAGS = ["optuna", "hyperparameter-search", "hpo"]  # with the task's own tags first
 
 
 def _hub_id(name: str | None) -> str | None:
@@ -98,6 +98,9 @@ def check_card(card: Any) -> dict[str, Any]:
     name, results = model_index_to_eval_results(meta["model-index"])
     if not results or any(r.metric_value is None or not r.dataset_type for r in results):
         raise ValueError("model-index has no usable results")
-    if meta.get("pipeline_tag") not in ("text-classification", "token-classification"):
-        raise ValueError("pipeline_tag must be text-classification or token-classification")
+    from hpo.tasks import TASKS, task_class
+
+    tags = sorted({task_class(name).pipeline_tag for name in TASKS})
+    if meta.get("pipeline_tag") not in tags:
+        raise ValueError(f"pipeline_tag must be one of the tasks': {', '.join(tags)}")
     return meta

@@ -30,12 +30,15 @@ def lora_section(results: dict[str, Any], *, model_ref: str) -> list[Block]:
            "`model` where the examples pass the repository's name (`hpo predict` does this itself).")),
         Table(["setting", "value"], rows)]
     if lora["saved_as"] == "adapter":
+        from hpo.tasks import task_class
+
+        task = task_class(results.get("task") or "text-classification")
+        auto = task().model_class.__name__
         blocks.append(Code(
-            "from peft import PeftModel\nfrom transformers import AutoConfig, AutoModelForSequenceClassification, "
-            "AutoTokenizer, pipeline\n\n"
+            f"from peft import PeftModel\nfrom transformers import AutoConfig, {auto}, AutoTokenizer, pipeline\n\n"
             f'config = AutoConfig.from_pretrained("{model_ref}")  # the labels\n'
-            f'base = AutoModelForSequenceClassification.from_pretrained("{base}", config=config)\n'
+            f'base = {auto}.from_pretrained("{base}", config=config)\n'
             f'model = PeftModel.from_pretrained(base, "{model_ref}").merge_and_unload()\n'
-            f'classifier = pipeline("text-classification", model=model, '
-            f'tokenizer=AutoTokenizer.from_pretrained("{model_ref}"))', "python"))
+            f'pipe = pipeline("{task.pipeline_tag}", model=model, tokenizer=AutoTokenizer.from_pretrained("{model_ref}"))',
+            "python"))
     return blocks

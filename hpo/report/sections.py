@@ -169,7 +169,7 @@ def training_data(results: dict[str, Any], spec: Any) -> list[Block]:
         f"source: {_data_source(spec)}",
         f"rows: {d['train']} train, {d['validation']} validation, {d['test']} test"
         + (f" ({' and '.join(carved)} carved from train, seed {spec.dataset.seed})" if carved else ""),
-        f"labels: {', '.join(f'`{x}`' for x in d['labels'])}",
+        *([f"labels: {', '.join(f'`{x}`' for x in d['labels'])}"] if d["labels"] else []),
         f"inputs truncated to {spec.dataset.max_length} tokens"])]
 
 

@@ -115,7 +115,7 @@ def build_trainer(study: "LoadedStudy", model_id: str, splits: "Splits", *, chec
     set_threads()
     spec = study.spec
     source = resolve_model(model_id, str(study.paths.base_dir))
-    tokenizer = load_tokenizer(source)
+    tokenizer = study.task.prepare_tokenizer(load_tokenizer(source))
     tokenized = tokenize_splits(splits, tokenizer, max_length=spec.dataset.max_length,
                                 cache_dir=study.paths.output_dir / "cache", task=study.task)
     base = base_model(source, splits.label_names, study.task)
@@ -127,6 +127,7 @@ def build_trainer(study: "LoadedStudy", model_id: str, splits: "Splits", *, chec
         train_dataset=tokenized["train"], eval_dataset=by_length(tokenized["validation"]),
         data_collator=study.task.collator(tokenizer), processing_class=tokenizer,
         compute_metrics=study.task.compute_metrics_fn(splits.label_names, objective=spec.objective.metric),
+        preprocess_logits_for_metrics=study.task.preprocess_logits_fn(),
         evals_per_epoch=spec.search.evals_per_epoch, points=decision_points(resolved_pruner(study)),
         objective_key=spec.objective.metric,
         direction=spec.objective.resolved_direction, checkpoints=checkpoints,

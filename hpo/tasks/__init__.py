@@ -14,6 +14,7 @@ TASKS = {
     "token-classification": "hpo.tasks.token_classification:TokenClassification",
     "text-regression": "hpo.tasks.regression:TextRegression",
     "multi-label-classification": "hpo.tasks.multi_label:MultiLabelClassification",
+    "causal-lm": "hpo.tasks.causal_lm:CausalLM",
 }
 
 
@@ -48,8 +49,11 @@ def study_task(spec: Any) -> Task:
 
 def task_of_model(config: Any) -> str:
     """The task a saved model was trained for, from its config (what `hpo predict` needs to know)."""
-    if any(a.endswith("ForTokenClassification") for a in getattr(config, "architectures", None) or []):
+    architectures = getattr(config, "architectures", None) or []
+    if any(a.endswith("ForTokenClassification") for a in architectures):
         return "token-classification"
+    if any(a.endswith("ForCausalLM") or a.endswith("LMHeadModel") for a in architectures):
+        return "causal-lm"
     return {"regression": "text-regression", "multi_label_classification": "multi-label-classification"}.get(
         getattr(config, "problem_type", None) or "", "text-classification")
 

@@ -146,6 +146,15 @@ class Task(abc.ABC):
         return self.model_class.from_pretrained(source, ignore_mismatched_sizes=True,
                                                 **self.model_kwargs(label_names))
 
+    def prepare_tokenizer(self, tokenizer: Any) -> Any:
+        """The tokenizer as this task trains with it (a causal LM's pad token), saved with every model."""
+        return tokenizer
+
+    def preprocess_logits_fn(self) -> Callable[[Any, Any], Any] | None:
+        """The Trainer's preprocess_logits_for_metrics: what evaluation keeps of each batch's logits (a language
+        model keeps each token's loss, not the vocabulary-wide logits); None keeps the logits."""
+        return None
+
     def collator(self, tokenizer: Any) -> Any:
         """The data collator that pads a batch (and its labels, where they are sequences)."""
         from transformers import DataCollatorWithPadding

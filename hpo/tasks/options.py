@@ -48,8 +48,37 @@ class MultiLabelOptions(TaskOptions):
         return self
 
 
+class CausalLMOptions(TaskOptions):
+    prompt_column: str | None = Field(
+        None, description="causal-lm: column with the prompts; with completion_column the model learns to write "
+                          "the completion after the prompt (the loss counts the completion's tokens only). "
+                          "Absent: plain text from text_column, every token counted.")
+    completion_column: str | None = Field(None, description="causal-lm: column with the completions (with "
+                                                            "prompt_column).")
+    completion_prefix: str = Field("", description="causal-lm: text put between a prompt and its completion, "
+                                                   "e.g. ' ' or '\\n### Answer:\\n' (part of the completion's tokens).")
+    packing: bool = Field(False, description="causal-lm, plain text: join the texts (each ending with the "
+                                             "end-of-text token) into blocks of max_length tokens: no padding, "
+                                             "so faster on short texts; false: one padded row per text.")
+    max_new_tokens: int = Field(48, ge=1, le=2048, description="causal-lm: tokens generated per prompt for the "
+                                                                "report's sample generations and `hpo predict`.")
+    sample_prompts: int = Field(5, ge=0, le=100, description="causal-lm: test rows whose generations the report "
+                                                             "shows (plain text: the first half of its words is "
+                                                             "the prompt).")
+
+    @model_validator(mode="after")
+    def _columns(self) -> "CausalLMOptions":
+        if (self.prompt_column is None) != (self.completion_column is None):
+            raise ValueError("prompt_column and completion_column go together: give both for prompt/completion "
+                             "rows, or neither for plain text in text_column")
+        if self.packing and self.prompt_column is not None:
+            raise ValueError("packing joins plain texts; prompt/completion rows are padded, so drop packing")
+        return self
+
+
 # task -> the class of its own dataset keys (text-classification's are dataset.label_names, objective.average)
 DATASET_OPTIONS: dict[str, type[TaskOptions]] = {
     "token-classification": TokenClassificationOptions,
     "multi-label-classification": MultiLabelOptions,
+    "causal-lm": CausalLMOptions,
 }

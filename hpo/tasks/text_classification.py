@@ -203,9 +203,7 @@ class TextClassification(Task):
                 "intended_use": sections.intended_use_and_limits(results, spec)}
 
     def card_metadata(self, examples: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        from hpo.report.card import TAGS
-
-        return {"pipeline_tag": self.pipeline_tag, "tags": list(TAGS), "widget": widget_examples(examples),
+        return {"pipeline_tag": self.pipeline_tag, "tags": ["text-classification"], "widget": widget_examples(examples),
                 "task_type": "text-classification", "task_name": "Text Classification"}
 
 
