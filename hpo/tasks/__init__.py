@@ -14,6 +14,7 @@ TASKS = {
     "token-classification": "hpo.tasks.token_classification:TokenClassification",
     "text-regression": "hpo.tasks.regression:TextRegression",
     "multi-label-classification": "hpo.tasks.multi_label:MultiLabelClassification",
+    "summarization": "hpo.tasks.summarization:Summarization",
 }
 
 
@@ -48,6 +49,8 @@ def study_task(spec: Any) -> Task:
 
 def task_of_model(config: Any) -> str:
     """The task a saved model was trained for, from its config (what `hpo predict` needs to know)."""
+    if getattr(config, "is_encoder_decoder", False):
+        return "summarization"
     if any(a.endswith("ForTokenClassification") for a in getattr(config, "architectures", None) or []):
         return "token-classification"
     return {"regression": "text-regression", "multi_label_classification": "multi-label-classification"}.get(
