@@ -98,6 +98,6 @@ def check_card(card: Any) -> dict[str, Any]:
     name, results = model_index_to_eval_results(meta["model-index"])
     if not results or any(r.metric_value is None or not r.dataset_type for r in results):
         raise ValueError("model-index has no usable results")
-    if meta.get("pipeline_tag") not in ("text-classification", "token-classification"):
-        raise ValueError("pipeline_tag must be text-classification or token-classification")
+    if meta.get("pipeline_tag") not in ("text-classification", "token-classification", "summarization"):
+        raise ValueError("pipeline_tag must be text-classification, token-classification or summarization")
     return meta

@@ -19,7 +19,7 @@ def lora_section(results: dict[str, Any], *, model_ref: str) -> list[Block]:
             ["lora_dropout", fmt(lora["lora_dropout"])],
             ["target modules", ", ".join(f"`{m}`" for m in modules) if isinstance(modules, list) else f"`{modules}`"],
             ["trainable parameters", f"{lora['trainable_parameters']:,} of {lora['total_parameters']:,} "
-                                     f"({100 * share:.2f} %, the adapter and the task head)"],
+                                     f"({100 * share:.2f} %, the adapter and any task head)"],
             ["adapter size", f"{lora['adapter_bytes']:,} bytes"]]
     blocks: list[Block] = [Heading(2, "LoRA"), Para(
         "The base model's weights stayed frozen; a LoRA adapter (low-rank updates of the target modules) and the "
