@@ -42,7 +42,7 @@ def tiny_t5(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _study(tmp_path: Path, base: Path | str, *, dataset: dict[str, Any] | None = None,
-           objective: dict[str, Any] | None = None, peft: dict[str, Any] | None = None) -> Path:
+           objective: dict[str, Any] | None = None, peft: dict[str, Any] | None = None, top_k: int = 1) -> Path:
     data = tmp_path / "data"
     data.mkdir(exist_ok=True)
     skip = 0
@@ -57,7 +57,7 @@ def _study(tmp_path: Path, base: Path | str, *, dataset: dict[str, Any] | None =
         "search": {"n_trials": 2, "evals_per_epoch": 1, "baseline": False,
                    "space": {"learning_rate": {"type": "float", "low": 2e-2, "high": 4e-2, "log": True}},
                    "sampler": {"name": "random", "seed": 0}, "pruner": {"name": "none"}},
-        "selection": {"top_k": 1},
+        "selection": {"top_k": top_k},
         "training": {"num_train_epochs": 3, "per_device_train_batch_size": 8, "seed": 0},
         **({"objective": objective} if objective else {}), **({"peft": peft} if peft else {}),
     }
@@ -202,8 +202,10 @@ def test_rouge_objective_generates_during_the_search(tmp_path: Path, tiny_t5: Pa
 
 
 def test_lora_trains_adapters_and_merges_the_final_model(tmp_path: Path, tiny_t5: Path) -> None:
-    study = _study(tmp_path, tiny_t5, peft={"r": 4, "lora_alpha": 8, "target_modules": ["q", "v"]})
+    study = _study(tmp_path, tiny_t5, peft={"r": 4, "lora_alpha": 8, "target_modules": ["q", "v"]}, top_k=2)
     results = _run(study)
+    gate = results["selection"]["gate"]  # both trials' kept adapters generated the test summaries
+    assert gate["test_metric"] == "rougeL" and len(gate["rows"]) == 2
     lora = results["final"]["lora"]
     assert lora["saved_as"] == "merged" and lora["target_modules"] == ["q", "v"]
     assert 0 < lora["trainable_parameters"] < lora["total_parameters"]
@@ -241,3 +243,12 @@ def test_latency_objective_times_an_encoder_decoder_forward(tiny_t5: Path) -> No
     trainer = SimpleNamespace(eval_dataset=encoded, data_collator=task.collator(tokenizer),
                               model=AutoModelForSeq2SeqLM.from_pretrained(tiny_t5))
     assert latency_ms(trainer) > 0
+
+
+def test_gate_noise_is_a_paired_bootstrap_of_per_example_rouge() -> None:
+    task = get_task("summarization")
+    a = {"rouge_rows": [[1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]] * 10}
+    b = {"rouge_rows": [[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0]] * 10}
+    noise, kind = task.gate_noise("rougeL", a, b)
+    assert 0 < noise < 0.5 and "bootstrap" in kind
+    assert task.gate_noise("rougeL", a, a)[0] == 0.0 and task.gate_noise("loss", a, b) is None
