@@ -58,7 +58,7 @@ def _study(tmp_path: Path, base: Path | str, *, dataset: dict[str, Any] | None =
                    "space": {"learning_rate": {"type": "float", "low": 2e-2, "high": 4e-2, "log": True}},
                    "sampler": {"name": "random", "seed": 0}, "pruner": {"name": "none"}},
         "selection": {"top_k": top_k},
-        "training": {"num_train_epochs": 3, "per_device_train_batch_size": 8, "seed": 0},
+        "training": {"num_train_epochs": 2, "per_device_train_batch_size": 8, "seed": 0},
         **({"objective": objective} if objective else {}), **({"peft": peft} if peft else {}),
     }
     path = tmp_path / "study.yaml"
@@ -160,6 +160,7 @@ def test_rouge_against_hand_computed_values() -> None:
 
 def test_run_scores_loss_then_rouge_on_test_and_predict_summarizes(tmp_path: Path, tiny_t5: Path) -> None:
     study = _study(tmp_path, tiny_t5, dataset={"source_prefix": "summarize: "})
+    assert main(["validate", str(study), "--data"]) == 0
     results = _run(study)
     final = results["final"]
     assert results["task"] == "summarization" and results["objective"] == {"metric": "loss",
@@ -178,6 +179,10 @@ def test_run_scores_loss_then_rouge_on_test_and_predict_summarizes(tmp_path: Pat
     assert "AutoModelForSeq2SeqLM" in report and "--label-column gist" in report
     card = (out / "best-model" / "README.md").read_text()
     assert "pipeline_tag: summarization" in card and "task:\n      type: summarization" in card
+    from hpo.report.card import build_card, check_card
+
+    meta = check_card(build_card(load_study(study, read_only=True), results))  # what a Hub push checks
+    assert meta["widget"][0]["text"].startswith("summarize: ") and "labels: " not in report
 
     predictions = tmp_path / "p.jsonl"
     assert main(["predict", str(out / "best-model"), str(tmp_path / "data" / "test.jsonl"), "--text-column",
