@@ -31,11 +31,9 @@ def lora_section(results: dict[str, Any], *, model_ref: str) -> list[Block]:
         Table(["setting", "value"], rows)]
     if lora["saved_as"] == "adapter":
         blocks.append(Code(
-            "from peft import PeftModel\nfrom transformers import AutoConfig, AutoModelForSequenceClassification, "
-            "AutoTokenizer, pipeline\n\n"
-            f'config = AutoConfig.from_pretrained("{model_ref}")  # the labels\n'
-            f'base = AutoModelForSequenceClassification.from_pretrained("{base}", config=config)\n'
+            "import transformers\nfrom peft import PeftModel\n\n"
+            f'config = transformers.AutoConfig.from_pretrained("{model_ref}")  # the labels and the model class\n'
+            f'base = getattr(transformers, config.architectures[0]).from_pretrained("{base}", config=config)\n'
             f'model = PeftModel.from_pretrained(base, "{model_ref}").merge_and_unload()\n'
-            f'classifier = pipeline("text-classification", model=model, '
-            f'tokenizer=AutoTokenizer.from_pretrained("{model_ref}"))', "python"))
+            f'tokenizer = transformers.AutoTokenizer.from_pretrained("{model_ref}")', "python"))
     return blocks
