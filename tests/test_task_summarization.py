@@ -226,7 +226,7 @@ def test_report_sections_render_without_a_run() -> None:
              "samples": [{"source": "a | b", "reference": "r", "generated": "g"}]}
     blocks = task.report_sections(final, {"validation": 10, "test": 20}, model_ref="me/model", max_length=64)
     text = markdown.render([b for section in blocks.values() for b in section])
-    assert "| rouge1 |  | 0.4000 |" in text or "| rouge1 | — | 0.4000 |" in text or "rouge1" in text
+    assert "| rouge1 | – | 0.4000 |" in text and "| loss | 2.5000 | – |" in text
     assert '"summarize: A long text' in text and "max_new_tokens=64" in text and "a \\| b" in text
     assert "longer than 64 tokens" in text and "12.0 words on average" in text
     meta = task.card_metadata([{"text": "x", "summary": "y"}])

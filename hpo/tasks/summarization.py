@@ -187,7 +187,7 @@ class Summarization(Task):
         result: dict[str, Any] = {"rows": out, "summary": {
             "rows": len(rows), "latency_ms_per_example": ms, "source_prefix": prefix,
             "max_new_tokens": max_new_tokens, "num_beams": num_beams,
-            "mean_generated_words": lengths(generated, generated)["generated_words"]}}
+            "mean_generated_words": mean_words(generated)}}
         target = self.options.target_column
         if rows and all(target in r for r in rows):
             references = ["" if r[target] is None else str(r[target]) for r in rows]
@@ -297,11 +297,13 @@ def saved_settings(model: str) -> tuple[str, int, int]:
             int(generation.num_beams or defaults.generation_num_beams))
 
 
+def mean_words(texts: Sequence[str]) -> float:
+    return round(float(np.mean([len(t.split()) for t in texts])), 2) if texts else 0.0
+
+
 def lengths(generated: Sequence[str], references: Sequence[str]) -> dict[str, float]:
     """Mean words of the generated and the reference summaries."""
-    def mean(texts: Sequence[str]) -> float:
-        return round(float(np.mean([len(t.split()) for t in texts])), 2) if texts else 0.0
-    return {"generated_words": mean(generated), "reference_words": mean(references)}
+    return {"generated_words": mean_words(generated), "reference_words": mean_words(references)}
 
 
 def samples(texts: Sequence[str], references: Sequence[str], generated: Sequence[str]) -> list[dict[str, str]]:
