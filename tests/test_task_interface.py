@@ -34,7 +34,7 @@ FINALS = {
 
 def test_registry_knows_every_task_and_names_the_unknown_one() -> None:
     assert set(TASKS) == {"text-classification", "token-classification", "text-regression",
-                          "multi-label-classification"}
+                          "multi-label-classification", "summarization"}
     for name in TASKS:
         task = get_task(name)
         assert task.name == name and task.metric_direction(task.default_metric) == "maximize"
@@ -45,8 +45,11 @@ def test_registry_knows_every_task_and_names_the_unknown_one() -> None:
     assert task_of_model(BertConfig(problem_type="regression", num_labels=1)) == "text-regression"
     assert task_of_model(BertConfig(problem_type="multi_label_classification")) == "multi-label-classification"
     assert task_of_model(BertConfig(architectures=["BertForSequenceClassification"])) == "text-classification"
-    with pytest.raises(SpecError, match="task: unknown task 'summarization'") as err:
-        get_task("summarization")
+    from transformers import T5Config
+
+    assert task_of_model(T5Config()) == "summarization"
+    with pytest.raises(SpecError, match="task: unknown task 'translation'") as err:
+        get_task("translation")
     assert err.value.hint.startswith("use one of text-classification, token-classification")
 
 

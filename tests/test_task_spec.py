@@ -39,7 +39,8 @@ def refused(path: Path) -> str:
 
 def test_each_task_has_its_default_metric_and_direction(folder: Path) -> None:
     expect = {"text-classification": ("accuracy", "maximize"), "token-classification": ("f1", "maximize"),
-              "text-regression": ("pearson", "maximize"), "multi-label-classification": ("f1_micro", "maximize")}
+              "text-regression": ("pearson", "maximize"), "multi-label-classification": ("f1_micro", "maximize"),
+              "summarization": ("loss", "minimize")}
     for task, (metric, direction) in expect.items():
         o = load_study(study(folder, task), read_only=True).spec.objective
         assert (o.metric, o.resolved_direction) == (metric, direction), task

@@ -19,7 +19,7 @@ def lora_section(results: dict[str, Any], *, model_ref: str) -> list[Block]:
             ["lora_dropout", fmt(lora["lora_dropout"])],
             ["target modules", ", ".join(f"`{m}`" for m in modules) if isinstance(modules, list) else f"`{modules}`"],
             ["trainable parameters", f"{lora['trainable_parameters']:,} of {lora['total_parameters']:,} "
-                                     f"({100 * share:.2f} %, the adapter and the task head)"],
+                                     f"({100 * share:.2f} %, the adapter and any task head)"],
             ["adapter size", f"{lora['adapter_bytes']:,} bytes"]]
     blocks: list[Block] = [Heading(2, "LoRA"), Para(
         "The base model's weights stayed frozen; a LoRA adapter (low-rank updates of the target modules) and the "
@@ -30,15 +30,10 @@ def lora_section(results: dict[str, Any], *, model_ref: str) -> list[Block]:
            "`model` where the examples pass the repository's name (`hpo predict` does this itself).")),
         Table(["setting", "value"], rows)]
     if lora["saved_as"] == "adapter":
-        from hpo.tasks import task_class
-
-        task = task_class(results.get("task") or "text-classification")
-        auto = task().model_class.__name__
         blocks.append(Code(
-            f"from peft import PeftModel\nfrom transformers import AutoConfig, {auto}, AutoTokenizer, pipeline\n\n"
-            f'config = AutoConfig.from_pretrained("{model_ref}")  # the labels\n'
-            f'base = {auto}.from_pretrained("{base}", config=config)\n'
+            "import transformers\nfrom peft import PeftModel\n\n"
+            f'config = transformers.AutoConfig.from_pretrained("{model_ref}")  # the labels and the model class\n'
+            f'base = getattr(transformers, config.architectures[0]).from_pretrained("{base}", config=config)\n'
             f'model = PeftModel.from_pretrained(base, "{model_ref}").merge_and_unload()\n'
-            f'pipe = pipeline("{task.pipeline_tag}", model=model, tokenizer=AutoTokenizer.from_pretrained("{model_ref}"))',
-            "python"))
+            f'tokenizer = transformers.AutoTokenizer.from_pretrained("{model_ref}")', "python"))
     return blocks

@@ -138,7 +138,8 @@ def comparison(results: dict[str, Any]) -> list[Block]:
         rows.append([f"{prefix}best", m["best_trial"], "complete", m["best_value"], test, seconds(best_duration)])
     if not any(m.get("baseline") for m in results["models"]):
         blocks.append(Para("The study ran without a baseline trial (search.baseline: false)."))
-    blocks.append(Table(["trial", "#", "state", f"validation {metric}", f"test {metric}", "seconds"], rows))
+    shown = shown_metric(results, results["final"]["test_metrics"])  # for loss: a metric the test split has
+    blocks.append(Table(["trial", "#", "state", f"validation {metric}", f"test {shown}", "seconds"], rows))
     if len(results["models"]) > 1:
         blocks += models_table(results)
     return blocks
@@ -158,7 +159,8 @@ def models_table(results: dict[str, Any]) -> list[Block]:
             Para("Each base model had its own search over the same data, space and budget; the one with the "
                  "best validation score became the final model. Latency is the pipeline's on CPU, per test "
                  "example."),
-            Table(["base model", f"best validation {metric}", f"test {metric}", "parameters",
+            Table(["base model", f"best validation {metric}",
+                   f"test {shown_metric(results, results['final']['test_metrics'])}", "parameters",
                    "latency (ms/example)", "complete trials", "compute (s)"], rows)]
 
 
@@ -169,7 +171,7 @@ def training_data(results: dict[str, Any], spec: Any) -> list[Block]:
         f"source: {_data_source(spec)}",
         f"rows: {d['train']} train, {d['validation']} validation, {d['test']} test"
         + (f" ({' and '.join(carved)} carved from train, seed {spec.dataset.seed})" if carved else ""),
-        *([f"labels: {', '.join(f'`{x}`' for x in d['labels'])}"] if d["labels"] else []),
+        *([f"labels: {', '.join(f'`{x}`' for x in d['labels'])}"] if d["labels"] else []),  # none: a summary
         f"inputs truncated to {spec.dataset.max_length} tokens"])]
 
 

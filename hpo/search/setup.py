@@ -48,8 +48,9 @@ def training_arguments(study: "LoadedStudy", output_dir: Path, params: dict[str,
 
     The one place a configuration becomes arguments: the search's trials (`SearchTrainer.use_configuration`)
     and every training outside the search (`hpo.training`) take it."""
-    from transformers import TrainingArguments
+    from transformers import Seq2SeqTrainingArguments, TrainingArguments
 
+    generation = study.task.generation_arguments()  # a task scored on generated text: Seq2SeqTrainingArguments
     values: dict[str, Any] = {
         "per_device_eval_batch_size": 128, "report_to": [], "disable_tqdm": True, "save_strategy": "no",
         "logging_strategy": "steps", "logging_steps": 50, "eval_strategy": "steps", "eval_steps": 50,
@@ -61,9 +62,10 @@ def training_arguments(study: "LoadedStudy", output_dir: Path, params: dict[str,
     values.update(training)
     values.update(searched_values(params or {}))
     values.update(overrides)
+    values.update(generation or {})
     if (values.get("bf16") or values.get("fp16")) and not _has_cuda():
         values.setdefault("use_cpu", True)  # mixed precision on a CPU-only machine needs it said
-    return TrainingArguments(output_dir=str(output_dir), **values)
+    return (Seq2SeqTrainingArguments if generation else TrainingArguments)(output_dir=str(output_dir), **values)
 
 
 def _trial_params(trial: Any, params: dict[str, Any] | None) -> dict[str, Any]:
@@ -109,7 +111,7 @@ def build_trainer(study: "LoadedStudy", model_id: str, splits: "Splits", *, chec
                   params: dict[str, Any] | None = None, **overrides: Any) -> Any:
     """The search's Trainer (no `params`), or one built for a configuration (see `training_arguments`)."""
     from hpo.data import tokenize_splits
-    from hpo.search.trainer import SearchTrainer
+    from hpo.search.trainer import search_trainer_class
     from hpo.study.factory import decision_points, resolved_pruner
 
     set_threads()
@@ -120,13 +122,15 @@ def build_trainer(study: "LoadedStudy", model_id: str, splits: "Splits", *, chec
                                 cache_dir=study.paths.output_dir / "cache", task=study.task)
     base = base_model(source, splits.label_names, study.task)
     scratch = study.paths.output_dir / "scratch"
-    trainer = SearchTrainer(
+    generates = study.task.generation_arguments() is not None  # its metrics decode generated tokens
+    trainer = search_trainer_class(generates=generates)(
         model_init=lambda trial=None: build_model(base, peft=spec.peft, params=_trial_params(trial, params)),
         args=training_arguments(study, scratch, params, **overrides),
         configure=lambda values: training_arguments(study, scratch, values),
         train_dataset=tokenized["train"], eval_dataset=by_length(tokenized["validation"]),
         data_collator=study.task.collator(tokenizer), processing_class=tokenizer,
-        compute_metrics=study.task.compute_metrics_fn(splits.label_names, objective=spec.objective.metric),
+        compute_metrics=study.task.compute_metrics_fn(splits.label_names, objective=spec.objective.metric,
+                                                      **({"tokenizer": tokenizer} if generates else {})),
         preprocess_logits_for_metrics=study.task.preprocess_logits_fn(),
         evals_per_epoch=spec.search.evals_per_epoch, points=decision_points(resolved_pruner(study)),
         objective_key=spec.objective.metric,

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from transformers import Trainer, TrainerCallback
+from transformers import Seq2SeqTrainer, Trainer, TrainerCallback
 
 from hpo import interrupts, upstream
 from hpo.adapters import save_model
@@ -268,3 +268,12 @@ def _refuse_surplus(trial: "optuna.Trial", n_trials: int) -> None:
 
 def _clean(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: round(float(v), 6) for k, v in metrics.items() if isinstance(v, (int, float))}
+
+
+class Seq2SeqSearchTrainer(SearchTrainer, Seq2SeqTrainer):
+    """SearchTrainer whose evaluations generate text (Seq2SeqTrainer's prediction_step, with the arguments'
+    predict_with_generate and generation_* settings), for tasks scored on what the model writes."""
+
+
+def search_trainer_class(*, generates: bool) -> type[SearchTrainer]:
+    return Seq2SeqSearchTrainer if generates else SearchTrainer

@@ -193,7 +193,9 @@ class ObjectiveSpec(Strict):
                                                 "token-classification f1 (entity level; precision, recall, "
                                                 "accuracy); text-regression pearson (spearman, mse, rmse, mae); "
                                                 "multi-label-classification f1_micro (f1_macro, precision_micro, "
-                                                "recall_micro, subset_accuracy, hamming_loss).")
+                                                "recall_micro, subset_accuracy, hamming_loss); summarization "
+                                                "loss (rouge1, rouge2, rougeL, rougeLsum with "
+                                                "dataset.generate_during_search).")
     direction: Literal["maximize", "minimize"] | None = Field(
         None, description="Default: the metric's own (minimize for loss, mse, rmse, mae, hamming_loss).")
     average: Literal["macro", "micro", "weighted", "binary"] = Field(
@@ -358,7 +360,8 @@ class StudySpec(Strict):
 
         task = task_class(self.task)
         objective = self.objective
-        metric = objective.metric if "metric" in objective.model_fields_set else task.default_metric
+        metric = objective.metric if "metric" in objective.model_fields_set else (task.default_objective
+                                                                                  or task.default_metric)
         direction = objective.direction or task.metrics.get(metric)
         if (metric, direction) != (objective.metric, objective.direction):
             fixed = objective.model_copy(update={"metric": metric, "direction": direction})

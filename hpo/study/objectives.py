@@ -74,9 +74,12 @@ def latency_ms(trainer: Any) -> float:
 
     data = trainer.eval_dataset
     n = min(len(data), LATENCY_BATCHES * LATENCY_BATCH_SIZE)
-    columns = [c for c in ("input_ids", "attention_mask", "token_type_ids") if c in data.column_names]
-    rows = data.shuffle(seed=0).select(range(n)).select_columns(columns)  # the split is sorted by length
     model = trainer.model
+    # an encoder-decoder model's forward needs decoder inputs: the collator shifts them from the labels
+    inputs = ("input_ids", "attention_mask", "token_type_ids") + (
+        ("labels",) if getattr(model.config, "is_encoder_decoder", False) else ())
+    columns = [c for c in inputs if c in data.column_names]
+    rows = data.shuffle(seed=0).select(range(n)).select_columns(columns)  # the split is sorted by length
     was_training = model.training
     model.eval()
     per_example = []

@@ -15,6 +15,7 @@ TASKS = {
     "text-regression": "hpo.tasks.regression:TextRegression",
     "multi-label-classification": "hpo.tasks.multi_label:MultiLabelClassification",
     "causal-lm": "hpo.tasks.causal_lm:CausalLM",
+    "summarization": "hpo.tasks.summarization:Summarization",
 }
 
 
@@ -50,6 +51,8 @@ def study_task(spec: Any) -> Task:
 def task_of_model(config: Any) -> str:
     """The task a saved model was trained for, from its config (what `hpo predict` needs to know)."""
     architectures = getattr(config, "architectures", None) or []
+    if getattr(config, "is_encoder_decoder", False):
+        return "summarization"
     if any(a.endswith("ForTokenClassification") for a in architectures):
         return "token-classification"
     if any(a.endswith("ForCausalLM") or a.endswith("LMHeadModel") for a in architectures):

@@ -79,7 +79,8 @@ class Task(abc.ABC):
     description: ClassVar[str]  # "a named-entity recognition (token-classification) model", for reports
     Options: ClassVar[type[TaskOptions]] = TaskOptions
     metrics: ClassVar[dict[str, str]]  # every metric compute_metrics returns -> "maximize" | "minimize"
-    default_metric: ClassVar[str]
+    default_metric: ClassVar[str]  # also the unseen-data metric the gate compares when the objective is loss
+    default_objective: ClassVar[str | None] = None  # objective.metric when the file names none; None: default_metric
     # metrics that are a share of the test examples: the held-out gate's noise for them is binomial
     binomial_metrics: ClassVar[frozenset[str]] = frozenset()
     # peft's task type: it keeps the task head trainable and saves it with a LoRA adapter (modules_to_save)
@@ -155,6 +156,12 @@ class Task(abc.ABC):
         model keeps each token's loss, not the vocabulary-wide logits); None keeps the logits."""
         return None
 
+    def generation_arguments(self) -> dict[str, Any] | None:
+        """Seq2SeqTrainingArguments fields when the Trainer must generate text to score an evaluation
+        (predict_with_generate, generation_max_length, generation_num_beams); None: it scores the model's outputs.
+        A task that generates also gets `tokenizer=` in compute_metrics_fn, to decode what was generated."""
+        return None
+
     def collator(self, tokenizer: Any) -> Any:
         """The data collator that pads a batch (and its labels, where they are sequences)."""
         from transformers import DataCollatorWithPadding
@@ -163,8 +170,9 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def compute_metrics_fn(self, label_names: list[str], *,
-                           objective: str | None = None) -> Callable[[Any], dict[str, float]]:
-        """The Trainer's compute_metrics: EvalPrediction -> {metric: float} with every key of `metrics`."""
+                           objective: str | None = None) -> Callable[[Any], dict[str, float]] | None:
+        """The Trainer's compute_metrics: EvalPrediction -> {metric: float} with every key of `metrics`; None
+        when evaluations score the loss only (the Trainer then keeps no predictions)."""
 
     def finalize(self, model_dir: Path, validation: "datasets.Dataset", label_names: list[str], *,
                  max_length: int, objective: str | None = None) -> dict[str, Any]:

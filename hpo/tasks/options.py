@@ -76,9 +76,26 @@ class CausalLMOptions(TaskOptions):
         return self
 
 
+class SummarizationOptions(TaskOptions):
+    target_column: str = Field("summary", min_length=1, description="summarization: column with each row's "
+                                                                     "reference summary (the source text is "
+                                                                     "text_column).")
+    source_prefix: str = Field("", description="summarization: put before every source text, e.g. 'summarize: ' "
+                                               "for T5 models; saved with the model, so `hpo predict` adds it too.")
+    max_target_length: int = Field(64, ge=1, le=4096, description="summarization: summary tokens: targets are "
+                                                                 "truncated to it and generation stops there.")
+    generation_num_beams: int = Field(1, ge=1, le=32, description="summarization: beams when generating "
+                                                                  "summaries (1: greedy).")
+    generate_during_search: bool = Field(
+        False, description="summarization: false: trials are scored by validation loss; true: each evaluation "
+                           "generates summaries of the validation rows and scores ROUGE (slower), so "
+                           "objective.metric can be rouge1, rouge2, rougeL or rougeLsum.")
+
+
 # task -> the class of its own dataset keys (text-classification's are dataset.label_names, objective.average)
 DATASET_OPTIONS: dict[str, type[TaskOptions]] = {
     "token-classification": TokenClassificationOptions,
     "multi-label-classification": MultiLabelOptions,
     "causal-lm": CausalLMOptions,
+    "summarization": SummarizationOptions,
 }
