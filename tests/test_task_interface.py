@@ -34,10 +34,11 @@ FINALS = {
 
 def test_registry_knows_every_task_and_names_the_unknown_one() -> None:
     assert set(TASKS) == {"text-classification", "token-classification", "text-regression",
-                          "multi-label-classification", "summarization"}
+                          "multi-label-classification", "summarization", "causal-lm"}
     for name in TASKS:
         task = get_task(name)
-        assert task.name == name and task.metric_direction(task.default_metric) == "maximize"
+        natural = "minimize" if task.default_metric == "loss" else "maximize"  # a language model's loss
+        assert task.name == name and task.metric_direction(task.default_metric) == natural
         assert task.metric_direction("loss") == "minimize"
     from transformers import BertConfig
 
@@ -48,6 +49,10 @@ def test_registry_knows_every_task_and_names_the_unknown_one() -> None:
     from transformers import T5Config
 
     assert task_of_model(T5Config()) == "summarization"
+    from transformers import GPT2Config, LlamaConfig
+
+    assert task_of_model(GPT2Config(architectures=["GPT2LMHeadModel"])) == "causal-lm"
+    assert task_of_model(LlamaConfig(architectures=["LlamaForCausalLM"])) == "causal-lm"
     with pytest.raises(SpecError, match="task: unknown task 'translation'") as err:
         get_task("translation")
     assert err.value.hint.startswith("use one of text-classification, token-classification")

@@ -195,9 +195,9 @@ class ObjectiveSpec(Strict):
                                                 "multi-label-classification f1_micro (f1_macro, precision_micro, "
                                                 "recall_micro, subset_accuracy, hamming_loss); summarization "
                                                 "loss (rouge1, rouge2, rougeL, rougeLsum with "
-                                                "dataset.generate_during_search).")
+                                                "dataset.generate_during_search); causal-lm loss (perplexity).")
     direction: Literal["maximize", "minimize"] | None = Field(
-        None, description="Default: the metric's own (minimize for loss, mse, rmse, mae, hamming_loss).")
+        None, description="Default: the metric's own (minimize for loss, perplexity, mse, rmse, mae, hamming_loss).")
     average: Literal["macro", "micro", "weighted", "binary"] = Field(
         "macro", description="text-classification: averaging for f1/precision/recall.")
     secondary: list[Literal["latency_ms", "parameters"]] = Field(
@@ -318,7 +318,8 @@ class StudySpec(Strict):
     name: str = Field(description="Study name in the storage (letters, digits, '.', '_', '-').")
     task: Literal[tuple(TASKS)] = Field(  # type: ignore[valid-type]
         "text-classification", description="The task: one label per text (or pair), a tag per word (NER), a "
-                                            "number per text, or any number of labels per text.")
+                                            "number per text, any number of labels per text, a summary per text "
+                                            "(sequence-to-sequence), or text to continue (causal language model).")
     model: Union[str, list[str]] = Field(
         description="Base model: Hub id or local folder; a list compares several (one search each).")
     dataset: DatasetSpec = Field(description="The labelled data: where it is, its columns and splits.")
