@@ -10,6 +10,7 @@ final test accuracy.
 
     python bench/lora_vs_full.py                      # throughput: batch 32, 2 pairs (~4 min idle)
     python bench/lora_vs_full.py --studies            # and both studies (~12 min idle)
+    python bench/lora_vs_full.py --peft '{"target_modules": ["query", "value"], "lora_dropout": 0}'
 """
 
 from __future__ import annotations
@@ -28,6 +29,19 @@ BENCH = Path(__file__).resolve().parent
 STUDIES = {"full": BENCH / "studies" / "sst2-bench.yaml", "lora": BENCH / "studies" / "sst2-bench-lora.yaml"}
 
 
+def with_peft(changes: dict, folder: Path) -> Path:
+    """A copy of the LoRA study with its peft section updated (data paths made absolute, so it runs anywhere)."""
+    import yaml
+
+    doc = yaml.safe_load(STUDIES["lora"].read_text())
+    doc["peft"] = {**doc["peft"], **changes}
+    for split in ("train", "validation", "test"):
+        doc["dataset"][split] = str((STUDIES["lora"].parent / doc["dataset"][split]).resolve())
+    path = folder / "sst2-bench-lora.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
 def search_trainer(study_file: Path, workdir: Path):
     """The search Trainer exactly as `hpo run` builds it for the study file."""
     os.environ["HPO_STORAGE"] = f"sqlite:///{workdir / (study_file.stem + '.db')}"
@@ -42,28 +56,37 @@ def search_trainer(study_file: Path, workdir: Path):
 
 
 def throughput(batch_size: int, pairs: int) -> dict:
+    """Examples per second of one epoch, each side's Trainer built afresh for each epoch (accelerate keeps one
+    state per process, which the Trainer built last owns) after two untimed warm-up steps."""
+    import gc
+
     from trainer_vs_bare import LoopClock, hpo_epoch
 
+    def epoch(name: str, tmp: Path) -> tuple[float, object]:
+        trainer = search_trainer(STUDIES[name], tmp)
+        clock = LoopClock(trainer)
+        trainer.args.max_steps = 2
+        hpo_epoch(trainer, clock, batch_size)
+        trainer.args.max_steps = -1
+        speed = hpo_epoch(trainer, clock, batch_size)
+        counts = (sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+                  sum(p.numel() for p in trainer.model.parameters()))
+        del trainer, clock
+        gc.collect()
+        return speed, counts
+
+    rows, counts = [], {}
     with tempfile.TemporaryDirectory(prefix="hpo-lora-") as tmp:
-        sides = {}
-        for name, path in STUDIES.items():
-            trainer = search_trainer(path, Path(tmp))
-            sides[name] = (trainer, LoopClock(trainer))
-            trainer.args.max_steps = 2  # warm-up, untimed
-            hpo_epoch(trainer, sides[name][1], batch_size)
-            trainer.args.max_steps = -1
-        rows = []
         for i in range(pairs):
-            order = ["full", "lora"] if i % 2 == 0 else ["lora", "full"]
-            speed = {name: hpo_epoch(sides[name][0], sides[name][1], batch_size) for name in order}
+            speed = {}
+            for name in (["full", "lora"] if i % 2 == 0 else ["lora", "full"]):
+                speed[name], counts[name] = epoch(name, Path(tmp))
             rows.append({k: round(v, 2) for k, v in speed.items()} | {"lora_vs_full": round(speed["lora"] / speed["full"], 3)})
             print(f"batch {batch_size} pair {i + 1}: full {speed['full']:.1f} ex/s, lora {speed['lora']:.1f} ex/s "
                   f"-> {speed['lora'] / speed['full']:.3f}", flush=True)
-        trainable = sum(p.numel() for p in sides["lora"][0].model.parameters() if p.requires_grad)
-        total = sum(p.numel() for p in sides["lora"][0].model.parameters())
     ratios = [r["lora_vs_full"] for r in rows]
     return {"batch_size": batch_size, "pairs": rows, "median_lora_vs_full": statistics.median(ratios),
-            "lora_trainable_parameters": trainable, "lora_total_parameters": total}
+            "lora_trainable_parameters": counts["lora"][0], "lora_total_parameters": counts["lora"][1]}
 
 
 def run_study(name: str, workdir: Path) -> dict:
@@ -92,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pairs", type=int, default=2)
     ap.add_argument("--studies", action="store_true", help="also run both studies and compare test accuracy")
     ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--peft", type=json.loads, default=None,
+                    help="JSON object of peft fields that replace the LoRA study's (e.g. another target_modules)")
     ap.add_argument("--out", type=Path, default=None, help="also write the figures as JSON here")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(BENCH))
@@ -100,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     report: dict = {"load_before": os.getloadavg()[0]}
+    if args.peft:
+        STUDIES["lora"] = with_peft(args.peft, Path(tempfile.mkdtemp(prefix="hpo-lora-study-")))
+        report["peft"] = args.peft
     if not args.skip_throughput:
         report["throughput"] = throughput(args.batch_size, args.pairs)
         print(f"lora/full throughput median {report['throughput']['median_lora_vs_full']:.3f} (target >= 1)")

@@ -79,6 +79,7 @@ class LoopClock:
 def hpo_epoch(trainer, clock: LoopClock, batch_size: int) -> float:
     """One epoch of hpo's training at this batch size; returns examples per second."""
     trainer.use_configuration({"per_device_train_batch_size": batch_size, "num_train_epochs": 1})  # as a trial does
+    trainer.create_accelerator_and_postprocess()  # building arguments resets accelerate's state; a trial's set-up does this
     trainer.train()
     return len(trainer.train_dataset) / clock.training
 
