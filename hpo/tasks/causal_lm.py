@@ -94,18 +94,14 @@ class CausalLM(Task):
         o = self.options
         eos = tokenizer.eos_token_id
 
-        def ids_of(text: str, *, special: bool) -> list[int]:
-            ids = tokenizer(text, add_special_tokens=special, truncation=False)["input_ids"]
-            return ids
+        def closed(ids: list[int]) -> list[int]:
+            return ids + [eos] if eos is not None and (not ids or ids[-1] != eos) else ids
 
-        def one(prompt: str, completion: str) -> tuple[list[int], list[int]]:
-            body = ids_of((o.completion_prefix if prompt else "") + completion, special=not prompt)
-            if eos is not None and (not body or body[-1] != eos):
-                body = body + [eos]
-            if not prompt:
+        def one(head: list[int] | None, body: list[int]) -> tuple[list[int], list[int]]:
+            body = closed(body)
+            if head is None:
                 body = body if o.packing else body[:max_length]  # packed texts are cut into blocks instead
                 return body, list(body)
-            head = ids_of(prompt, special=True)
             if head and head[-1] == eos:  # a tokenizer that closes every text ([SEP]): the completion follows
                 head = head[:-1]
             body = body[:max_length]
@@ -113,7 +109,14 @@ class CausalLM(Task):
             return head + body, [IGNORE] * len(head) + body
 
         def encode(batch: dict[str, list[Any]]) -> dict[str, Any]:
-            pairs = [one(p, t) for p, t in zip(batch["prompt"], batch["completion"])]
+            if any(batch["prompt"]):  # prompt/completion rows: the prompt opens with the tokenizer's begin token
+                heads = tokenizer(batch["prompt"], truncation=False)["input_ids"]
+                bodies = tokenizer([o.completion_prefix + c for c in batch["completion"]], add_special_tokens=False,
+                                   truncation=False)["input_ids"]
+            else:
+                heads = [None] * len(batch["completion"])
+                bodies = tokenizer(batch["completion"], truncation=False)["input_ids"]
+            pairs = [one(h, b) for h, b in zip(heads, bodies)]
             if o.packing:
                 return pack([ids for ids, _ in pairs], max_length)
             ids = [p[0] for p in pairs]
