@@ -90,6 +90,14 @@ def inference_device() -> int | str:
     return 0 if torch.cuda.is_available() else "cpu"
 
 
+def inference_torch_device() -> "torch.device":
+    """`inference_device` as a torch.device, for code that runs a model itself (generate, held-out loss)."""
+    import torch
+
+    device = inference_device()
+    return torch.device(f"cuda:{device}" if isinstance(device, int) else device)
+
+
 # -- precision ----------------------------------------------------------------------------------------
 
 def precision_defaults(training: dict[str, Any], hw: Hardware | None = None) -> dict[str, Any]:

@@ -213,8 +213,10 @@ class Task(abc.ABC):
 
 # -- helpers the tasks share --------------------------------------------------------------------------
 
-def make_pipeline(task: str, model: str, *, max_length: int, batch_size: int = 64, **kwargs: Any) -> Any:
-    """A CPU pipeline whose tokenizer truncates at `max_length` (also for pipelines that take no max_length)."""
+def make_pipeline(task: str, model: str, *, max_length: int, batch_size: int = 64, loaded: Any = None,
+                  **kwargs: Any) -> Any:
+    """A CPU pipeline whose tokenizer truncates at `max_length` (also for pipelines that take no max_length).
+    `loaded`: the model of `model` already in memory (its tokenizer still comes from `model`)."""
     from transformers import pipeline
 
     from hpo.devices import inference_device
@@ -223,7 +225,7 @@ def make_pipeline(task: str, model: str, *, max_length: int, batch_size: int = 6
     from hpo.adapters import pipeline_model
 
     set_threads()
-    loaded = pipeline_model(model)  # an adapter folder: merged onto its base model here
+    loaded = pipeline_model(model) if loaded is None else loaded  # an adapter folder: merged onto its base here
     if loaded is not model:
         kwargs.setdefault("tokenizer", model)
     pipe = pipeline(task, model=loaded, device=inference_device(), batch_size=batch_size, **kwargs)

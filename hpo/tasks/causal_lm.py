@@ -151,7 +151,8 @@ class CausalLM(Task):
 
     # -- unseen data -------------------------------------------------------------------------------
     def _scored(self, model: str, prompts: Sequence[str], completions: Sequence[str], *,
-                max_length: int) -> tuple[list[list[float]], float]:
+                max_length: int) -> tuple[list[list[float]], float, Any]:
+        """Per row (loss sum, tokens) of the completions, ms per row, and the loaded model."""
         from transformers import AutoTokenizer
 
         from hpo.adapters import pipeline_model
@@ -165,10 +166,11 @@ class CausalLM(Task):
         encode = self.encode_fn(tokenizer, max_length=max_length, label_names=[])
         enc = encode({"prompt": list(prompts), "completion": list(completions)})
         rows = [{"input_ids": i, "labels": lab} for i, lab in zip(enc["input_ids"], enc["labels"])]
-        return held_out_losses(loaded, rows, pad_id=tokenizer.pad_token_id)
+        points, ms = held_out_losses(loaded, rows, pad_id=tokenizer.pad_token_id)
+        return points, ms, loaded
 
-    def _generate(self, model: str, prompts: Sequence[str], *, max_length: int) -> list[str]:
-        pipe = make_pipeline("text-generation", model, max_length=max_length, batch_size=8)
+    def _generate(self, model: str, prompts: Sequence[str], *, max_length: int, loaded: Any = None) -> list[str]:
+        pipe = make_pipeline("text-generation", model, max_length=max_length, batch_size=8, loaded=loaded)
         if pipe.tokenizer.pad_token is None:
             pipe.tokenizer.pad_token = pipe.tokenizer.eos_token
         pipe.tokenizer.padding_side = "left"  # a decoder continues the prompt's last token
@@ -191,10 +193,10 @@ class CausalLM(Task):
     def evaluate(self, model: str, dataset: "datasets.Dataset", label_names: list[str], *, max_length: int,
                  batch_size: int = 64) -> dict[str, Any]:
         prompts, completions = dataset["prompt"], dataset["completion"]
-        points, ms = self._scored(model, prompts, completions, max_length=max_length)
+        points, ms, loaded = self._scored(model, prompts, completions, max_length=max_length)
         loss = pooled(np.asarray(points))
         samples = self.sample_prompts(prompts, completions)
-        generated = self._generate(model, [p for p, _ in samples], max_length=max_length)
+        generated = self._generate(model, [p for p, _ in samples], max_length=max_length, loaded=loaded)
         return {"metrics": {"loss": loss, "perplexity": safe_exp(loss)}, "examples": len(points),
                 "latency_ms_per_example": ms, "tokens": int(sum(p[1] for p in points)),
                 "samples": [{"prompt": p, "reference": r, "generated": g} for (p, r), g in zip(samples, generated)],
@@ -222,7 +224,7 @@ class CausalLM(Task):
         result: dict[str, Any] = {"rows": out, "summary": {"rows": len(rows), "latency_ms_per_example": ms}}
         if completion_col and rows and all(completion_col in r for r in rows):
             completions = [str(r[completion_col] or "") for r in rows]
-            points, _ = self._scored(model, prompts, completions, max_length=max_length)
+            points, _, _ = self._scored(model, prompts, completions, max_length=max_length)
             for row, completion in zip(out, completions):
                 row["label"] = completion
             loss = pooled(np.asarray(points))

@@ -46,10 +46,9 @@ def held_out_losses(model: Any, encoded: Sequence[dict[str, Any]], *, pad_id: in
     Rows are batched by length; padding is on the right and ignored."""
     import torch
 
-    from hpo.devices import inference_device
+    from hpo.devices import inference_torch_device
 
-    device = inference_device()
-    device = torch.device("cpu" if device in (-1, None, "cpu") else device)
+    device = inference_torch_device()
     model.to(device).eval()
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]["input_ids"]))
     out: list[list[float]] = [[0.0, 0.0]] * len(encoded)

@@ -12,7 +12,6 @@ What generation needs later (the source prefix, max_new_tokens, beams) is saved 
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -21,6 +20,7 @@ import numpy as np
 
 from hpo.errors import SpecError
 from hpo.report.blocks import Block, Bullets, Code, Heading, Para, Table
+from hpo.results import write_json
 from hpo.tasks import sections
 from hpo.tasks.base import Columns, Prepared, Task, Where, check_columns, joined_texts, read_texts
 from hpo.tasks.bootstrap import paired_half_width
@@ -144,7 +144,7 @@ class Summarization(Task):
         path = folder / "config.json"
         config = json.loads(path.read_text(encoding="utf-8"))
         config[PREFIX_KEY] = self.options.source_prefix
-        _write_json(path, config)
+        write_json(path, config)
         try:
             generation = GenerationConfig.from_pretrained(str(folder))
         except OSError:  # an adapter folder has none: from the model's config (start and end tokens)
@@ -255,15 +255,14 @@ def generate(model: str, texts: Sequence[str], *, max_length: int, prefix: str, 
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
     from hpo.adapters import pipeline_model
-    from hpo.devices import inference_device
+    from hpo.devices import inference_torch_device
     from hpo.search.setup import set_threads
 
     set_threads()
     loaded = pipeline_model(model)
     if isinstance(loaded, str):
         loaded = AutoModelForSeq2SeqLM.from_pretrained(loaded)
-    device = inference_device()
-    loaded = loaded.to(torch.device(f"cuda:{device}" if isinstance(device, int) else device)).eval()
+    loaded = loaded.to(inference_torch_device()).eval()
     tokenizer = AutoTokenizer.from_pretrained(model)
     sources = [prefix + t for t in texts]
     order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
@@ -313,8 +312,3 @@ def samples(texts: Sequence[str], references: Sequence[str], generated: Sequence
     return [{"source": cut(t), "reference": r, "generated": g}
             for t, r, g in list(zip(texts, references, generated))[:SAMPLES]]
 
-
-def _write_json(path: Path, value: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)  # a kill mid-write leaves the old file, never half of one
