@@ -95,10 +95,12 @@ def run_hpo(work: Path, env: dict[str, str], doc: dict[str, Any], *, label: str,
     if child["rc"] != 0 or not results_file.is_file():
         raise SideFailed(label, child, f"exit code {child['rc']}")
     results = json.loads(results_file.read_text())
-    counts = results["models"][0]["counts"]
+    model = results["models"][0]
+    counts = model["counts"]
     return {"wall_s": child["wall_s"], "test_accuracy": results["final"]["test_metrics"]["accuracy"],
             "complete": counts["complete"], "pruned": counts["pruned"], "budget": results.get("budget"),
-            "run": child}
+            "final_trial": model["best_trial"], "final_val_accuracy": model["best_value"],
+            "final_params": model["best_params"], "trials": results.get("trials"), "run": child}
 
 
 def run_repeated(args: argparse.Namespace, template: Path) -> int:

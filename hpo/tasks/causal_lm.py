@@ -217,14 +217,17 @@ class CausalLM(Task):
             raise DataError(f"no column {prompt_col!r}; columns are {', '.join(map(str, rows[0]))}",
                             hint="pass --text-column with the prompts' column")
         prompts = ["" if r.get(prompt_col) is None else str(r[prompt_col]) for r in rows]
+        scored = completion_col and rows and all(completion_col in r for r in rows)
+        completions = [str(r[completion_col] or "") for r in rows] if scored else []
+        points, loaded = None, None
+        if scored:  # score first, then generate with the model it loaded
+            points, _, loaded = self._scored(model, prompts, completions, max_length=max_length)
         start = time.perf_counter()
-        generated = self._generate(model, prompts, max_length=max_length)
+        generated = self._generate(model, prompts, max_length=max_length, loaded=loaded)
         ms = round(1000 * (time.perf_counter() - start) / max(1, len(rows)), 3)
         out = [{"text": p, "generated": g} for p, g in zip(prompts, generated)]
         result: dict[str, Any] = {"rows": out, "summary": {"rows": len(rows), "latency_ms_per_example": ms}}
-        if completion_col and rows and all(completion_col in r for r in rows):
-            completions = [str(r[completion_col] or "") for r in rows]
-            points, _, _ = self._scored(model, prompts, completions, max_length=max_length)
+        if points is not None:
             for row, completion in zip(out, completions):
                 row["label"] = completion
             loss = pooled(np.asarray(points))
