@@ -10,10 +10,11 @@ would run its own trials with its own sampled parameters.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from hpo import upstream
 from hpo.errors import DeviceError
@@ -116,6 +117,23 @@ def precision_of(args: Any) -> str:
     """What TrainingArguments train in: bf16, fp16 or fp32."""
     return "bf16" if getattr(args, "bf16", False) else "fp16" if getattr(args, "fp16", False) else "fp32"
 
+
+
+@contextlib.contextmanager
+def evaluation_arithmetic(precision: str) -> Iterator[str]:
+    """Score unseen data in the arithmetic the trials were validated in: accelerate runs the Trainer's model
+    forward under the training autocast for evaluation too, so test and validation scores compare like for
+    like (and bf16 scores the test split ~1.6x faster on an AVX512-BF16 CPU). Yields what ran."""
+    import torch
+
+    device = inference_torch_device()
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    native = hardware().cuda_bf16 if device.type == "cuda" else hardware().cpu_bf16
+    if dtype is None or (dtype is torch.bfloat16 and not native) or (dtype is torch.float16 and device.type != "cuda"):
+        yield "fp32"
+        return
+    with torch.autocast(device.type, dtype=dtype):
+        yield f"{precision} autocast"
 
 # -- one device per process -----------------------------------------------------------------------------
 

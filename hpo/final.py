@@ -103,6 +103,22 @@ def promote(study: "LoadedStudy", model_id: str, optuna_study: "optuna.Study", s
 
 def settle(study: "LoadedStudy", folder: Path, splits: "Splits") -> dict[str, Any]:
     """What the task settles on validation into the saved model's config.json (a multi-label threshold)."""
+    from hpo.devices import evaluation_arithmetic
+    from hpo.search.setup import precision_name
+
     spec = study.spec
-    return study.task.finalize(folder, splits.validation, splits.label_names, max_length=spec.dataset.max_length,
-                               objective=spec.objective.metric)
+    with evaluation_arithmetic(precision_name(study)):
+        return study.task.finalize(folder, splits.validation, splits.label_names,
+                                   max_length=spec.dataset.max_length, objective=spec.objective.metric)
+
+
+def score_unseen(study: "LoadedStudy", folder: Path | str, splits: "Splits") -> dict[str, Any]:
+    """The task's evaluation of a saved model on the test split, in the arithmetic its trials were validated in
+    (`evaluated_in` says which)."""
+    from hpo.devices import evaluation_arithmetic
+    from hpo.search.setup import precision_name
+
+    with evaluation_arithmetic(precision_name(study)) as arithmetic:
+        result = study.task.evaluate(str(folder), splits.test, splits.label_names,
+                                     max_length=study.spec.dataset.max_length)
+    return {**result, "evaluated_in": arithmetic}

@@ -94,7 +94,7 @@ def _watched(view: Any, reporter: Any, budget: "BudgetKeeper | None", n_trials: 
 def finalize(study: "LoadedStudy", splits: "Splits", storage: Any, *,
              timings: dict[str, float] | None = None) -> dict[str, Any]:
     """Promote, evaluate on unseen data and write results.json; once, whoever else asks at the same time."""
-    from hpo.final import MARKER, final_lock, model_dir, promote
+    from hpo.final import MARKER, final_lock, model_dir, promote, score_unseen
     from hpo.results import build_results
     from hpo.selection.choose import choose
     from hpo.selection.gate import gated_evaluation
@@ -126,8 +126,7 @@ def finalize(study: "LoadedStudy", splits: "Splits", storage: Any, *,
                 test = gated  # the same saved model, already scored on the same rows by the gate
             else:
                 progress.say(f"evaluating trial {final['trial']} of {name!r} on {len(splits.test)} unseen rows")
-                test = study.task.evaluate(str(target), splits.test, splits.label_names,
-                                           max_length=spec.dataset.max_length)
+                test = score_unseen(study, target, splits)
             rows.append({"model": model, "study_name": name, "path": str(target), "final": final,
                          "test": test, "optuna_study": optuna_study, "trial": choice.trial,
                          "selection": choice.record})

@@ -278,3 +278,20 @@ def test_pipelines_score_unseen_data_on_the_process_gpu(monkeypatch: pytest.Monk
     assert devices.inference_device() == "cpu"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert devices.inference_device() == 0  # the one GPU CUDA_VISIBLE_DEVICES leaves this process
+
+
+@pytest.mark.parametrize(("hw", "precision", "expected"), [
+    (CPU_BF16, "bf16", "bf16 autocast"), (CPU, "bf16", "fp32"), (CPU_BF16, "fp32", "fp32"), (CPU_BF16, "fp16", "fp32"),
+])
+def test_unseen_data_is_scored_in_the_arithmetic_the_trials_were_validated_in(
+        monkeypatch: pytest.MonkeyPatch, hw: Hardware, precision: str, expected: str) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(devices, "hardware", lambda: hw)
+    with devices.evaluation_arithmetic(precision) as arithmetic:
+        assert arithmetic == expected
+        assert torch.is_autocast_enabled("cpu") is (expected != "fp32")
+        if expected != "fp32":
+            assert torch.get_autocast_dtype("cpu") == torch.bfloat16
+    assert not torch.is_autocast_enabled("cpu")

@@ -49,6 +49,10 @@ def test_run_writes_model_and_results_and_status(make_study: object) -> None:
     gate = json.loads((out / "selection" / "tiny" / "gate.json").read_text())
     assert gate[str(results["final"]["trial"])]["evaluation"]["metrics"] == results["final"]["test_metrics"]
     assert "evaluating trial" not in r.stderr
+    # scored in the arithmetic the trials were validated in, and the report says which
+    arithmetic = {"bf16": "bf16 autocast", "fp32": "fp32"}[results["search"]["precision"]]
+    assert results["final"]["evaluated_in"] == arithmetic
+    assert f"unseen data scored in {arithmetic}" in (out / "report.md").read_text()
     trials = _trials(study_file)
     assert trials[0].user_attrs["baseline"] is True  # Trainer defaults enqueued first
     assert all("profile" in t.user_attrs and "metrics" in t.user_attrs for t in trials)

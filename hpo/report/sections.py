@@ -113,7 +113,8 @@ def search(results: dict[str, Any]) -> list[Block]:
              f"compute: {duration(timings.get('compute_s'))} of training and evaluation summed over trials"
              + (f", in {s['precision']}" if s.get("precision") else ""),
              *([f"devices: {devices_text(s)}"] if s.get("devices") else []),
-             f"final model: {final['how']} from trial #{final['trial']}"]
+             f"final model: {final['how']} from trial #{final['trial']}"
+             + (f"; unseen data scored in {final['evaluated_in']}" if final.get("evaluated_in") else "")]
     rows = [[f"`{k}`", space_text(p), baseline.get(k), final["params"].get(k)] for k, p in s["space"].items()]
     blocks: list[Block] = [Heading(2, "Hyperparameter search"), Bullets(facts), Heading(3, "Hyperparameters"),
                            Table(["parameter", "search space", "baseline (Trainer defaults)", "best"], rows)]

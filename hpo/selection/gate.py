@@ -89,7 +89,7 @@ def gated_evaluation(study: "LoadedStudy", optuna_study: "optuna.Study", splits:
 def run_gate(study: "LoadedStudy", model_id: str, optuna_study: "optuna.Study", splits: "Splits",
              candidates: list["optuna.trial.FrozenTrial"]) -> dict[str, Any] | None:
     """Score the first top_k candidates on the test split; None when the gate is off (top_k 1)."""
-    from hpo.final import settle
+    from hpo.final import score_unseen, settle
     from hpo.study.workers import study_uid
 
     spec, task = study.spec, study.task
@@ -107,7 +107,7 @@ def run_gate(study: "LoadedStudy", model_id: str, optuna_study: "optuna.Study", 
             path, source = trial_model(study, model_id, t, splits, folder, study_uid(optuna_study))
             progress.say(f"gate: scoring trial {t.number} on {len(splits.test)} unseen rows")
             settle(study, Path(path), splits)  # scored as the final model will be (its threshold set)
-            result = task.evaluate(path, splits.test, splits.label_names, max_length=spec.dataset.max_length)
+            result = score_unseen(study, path, splits)
             entry = {"source": source, "test_metrics": result["metrics"], "evaluation": result}
             cache[str(t.number)] = entry
             write_json(cache_path, cache)
