@@ -295,3 +295,15 @@ def test_unseen_data_is_scored_in_the_arithmetic_the_trials_were_validated_in(
         if expected != "fp32":
             assert torch.get_autocast_dtype("cpu") == torch.bfloat16
     assert not torch.is_autocast_enabled("cpu")
+
+
+@pytest.mark.parametrize(("hw", "precision", "expected"), [
+    (GPU_BF16, "bf16", "bf16"), (GPU_FP16, "fp16", "fp16"), (GPU_FP16, "bf16", "fp32"), (GPU_BF16, "fp32", "fp32"),
+])
+def test_on_a_gpu_unseen_data_is_scored_in_the_gpus_arithmetic(monkeypatch: pytest.MonkeyPatch, hw: Hardware,
+                                                               precision: str, expected: str) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(devices, "hardware", lambda: hw)
+    assert devices.evaluation_precision(precision) == expected
