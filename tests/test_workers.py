@@ -118,7 +118,9 @@ def test_sigterm_stops_a_worker_cleanly_and_a_rerun_completes(make_study: Any, p
     log = tmp_path / "worker.log"
     w = spawn("worker", str(study), log=log)
     _, stopped_trial = signal_during_trial(url, [w.pid], signal.SIGTERM)
-    assert w.wait(timeout=60) == 130, log.read_text()[-3000:]
+    code = w.wait(timeout=60)
+    states = {t.number: t.state.name for t in load(url).get_trials(deepcopy=False)}
+    assert code == 130, f"signalled during trial {stopped_trial}; trials {states}\n{log.read_text()[-3000:]}"
     text = log.read_text()
     assert "interrupted" in text and "Traceback" not in text, text[-3000:]
     trial = next(t for t in load(url).get_trials(deepcopy=False) if t.number == stopped_trial)
