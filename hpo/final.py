@@ -101,13 +101,18 @@ def promote(study: "LoadedStudy", model_id: str, optuna_study: "optuna.Study", s
     return info
 
 
-def settle(study: "LoadedStudy", folder: Path, splits: "Splits") -> dict[str, Any]:
-    """What the task settles on validation into the saved model's config.json (a multi-label threshold)."""
+def _trials_arithmetic(study: "LoadedStudy") -> Any:
+    """A context that runs a saved model in the arithmetic the study's trials were validated in."""
     from hpo.devices import evaluation_arithmetic
     from hpo.search.setup import precision_name
 
+    return evaluation_arithmetic(precision_name(study))
+
+
+def settle(study: "LoadedStudy", folder: Path, splits: "Splits") -> dict[str, Any]:
+    """What the task settles on validation into the saved model's config.json (a multi-label threshold)."""
     spec = study.spec
-    with evaluation_arithmetic(precision_name(study)):
+    with _trials_arithmetic(study):
         return study.task.finalize(folder, splits.validation, splits.label_names,
                                    max_length=spec.dataset.max_length, objective=spec.objective.metric)
 
@@ -115,10 +120,7 @@ def settle(study: "LoadedStudy", folder: Path, splits: "Splits") -> dict[str, An
 def score_unseen(study: "LoadedStudy", folder: Path | str, splits: "Splits") -> dict[str, Any]:
     """The task's evaluation of a saved model on the test split, in the arithmetic its trials were validated in
     (`evaluated_in` says which)."""
-    from hpo.devices import evaluation_arithmetic
-    from hpo.search.setup import precision_name
-
-    with evaluation_arithmetic(precision_name(study)) as arithmetic:
+    with _trials_arithmetic(study) as arithmetic:
         result = study.task.evaluate(str(folder), splits.test, splits.label_names,
                                      max_length=study.spec.dataset.max_length)
     return {**result, "evaluated_in": arithmetic}
