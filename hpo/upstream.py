@@ -66,6 +66,7 @@ TRAINER_HOOKS = {
     "_hp_search_setup": ("trial",),
     "_report_to_hp_search": ("trial", "step", "metrics"),
     "_get_train_sampler": ("train_dataset",),
+    "_get_eval_sampler": ("eval_dataset",),
 }
 
 

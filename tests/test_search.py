@@ -204,6 +204,16 @@ def test_training_batches_are_length_grouped_in_random_order(make_study: object)
     assert widths != sorted(widths, reverse=True)  # not a sweep from long to short
 
 
+def test_evaluation_batches_run_from_short_to_long(make_study: object) -> None:
+    # group_by_length would regroup the sorted evaluation rows at random: batches padded to near the longest
+    trainer = search_context(make_study(search={
+        "n_trials": 1, "space": {"learning_rate": {"type": "float", "low": 1e-3, "high": 1e-2}}},
+        training={"num_train_epochs": 1, "per_device_eval_batch_size": 4})).trainer
+    loader = trainer.get_eval_dataloader()
+    widths = [batch["input_ids"].shape[1] for batch in loader]
+    assert len(widths) > 3 and widths == sorted(widths) and widths[0] < widths[-1], widths
+
+
 @pytest.mark.parametrize("asked, expected", [("1", 1), ("", None), ("999", None), ("0", None)])
 def test_threads_are_one_per_core_or_fewer_as_omp_num_threads_says(monkeypatch: pytest.MonkeyPatch, asked: str,
                                                                     expected: int | None) -> None:

@@ -10,6 +10,7 @@
   points where the pruner can decide are evaluated (`DecisionPoints`);
 - an evaluation at the very end, so the trial's value is the trained model's;
 - `group_by_length` batches in random order (`LengthBucketSampler`), not the Trainer's long-to-short sweeps;
+  evaluation rows in the order hpo gives them (sorted by length), not regrouped by the Trainer;
 - per-trial user attrs for optuna-dashboard (metrics, timings, worker) and the models of the best trials kept
   (a running trial's model is never removed by another worker);
 - each trial's model, optimizer and data loaders freed when it ends and before the next is built, and out
@@ -24,7 +25,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from torch.utils.data import SequentialSampler
 from transformers import Seq2SeqTrainer, Trainer, TrainerCallback
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from hpo import interrupts, upstream
 from hpo.adapters import save_model
@@ -114,6 +117,14 @@ class SearchTrainer(Trainer):
         # from input_ids: the Trainer hands over the rows without the columns the model does not take ("length")
         lengths = [len(ids) for ids in data["input_ids"]]
         return LengthBucketSampler(lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps)
+
+    def _get_eval_sampler(self, eval_dataset: Any) -> Any:
+        sampler = super()._get_eval_sampler(eval_dataset)
+        if isinstance(sampler, LengthGroupedSampler) and self.args.world_size <= 1:
+            # group_by_length also regroups evaluation rows in seeded random mega-batches, which pads most
+            # batches to near the longest row; hpo's evaluation sets come sorted by length (setup.by_length)
+            return SequentialSampler(eval_dataset)
+        return sampler
 
     # -- evaluation and pruning ------------------------------------------------------------------
     def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
