@@ -122,8 +122,8 @@ def evaluation_precision(precision: str) -> str:
     """The arithmetic unseen data is scored in when the trials trained in `precision`: the same autocast where
     the inference device computes it (accelerate runs the Trainer's model forward under the training autocast
     for evaluation too, so test and validation scores compare like for like), else fp32."""
-    gpu = inference_device() != "cpu"
-    native = hardware().cuda_bf16 if gpu else hardware().cpu_bf16
+    hw, gpu = hardware(), inference_device() != "cpu"
+    native = hw.cuda_bf16 if gpu else hw.cpu_bf16
     return precision if precision == "bf16" and native or precision == "fp16" and gpu else "fp32"
 
 
