@@ -43,7 +43,8 @@ def search(study: "LoadedStudy", splits: "Splits", storage: Any, *, max_trials: 
     """Run the missing trials of every model's study, in the live view. Returns the trials this process ran;
     adds the set-up time (tokenization or its cache, base weights, Trainer) to `timings`."""
     from hpo import live
-    from hpo.search.runner import build_context, enqueue_initial, fail_orphans, run_trials
+    from hpo.search.runner import build_context, enqueue_initial, run_trials
+    from hpo.study.stale import fail_orphans
 
     spec = study.spec
     ran = 0

@@ -38,14 +38,35 @@ def trial_id(trial: Any) -> int:
     return trial._trial_id
 
 
+def heartbeat_enabled(storage: Any) -> bool:
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+
+    return is_heartbeat_enabled(storage)
+
+
 def record_first_heartbeat(trial: Any) -> None:
     """Record a trial's heartbeat now. Optuna's heartbeat thread records the first one a moment after the trial
     starts, and fails as stale only trials that have one: a worker killed in between would leave its trial
     RUNNING for ever, and the other workers waiting for it."""
-    from optuna.storages._heartbeat import is_heartbeat_enabled
-
-    if is_heartbeat_enabled(trial.storage):
+    if heartbeat_enabled(trial.storage):
         trial.storage.record_heartbeat(trial_id(trial))
+
+
+def trials_without_heartbeat(study: "optuna.Study") -> list[int]:
+    """Ids of the study's RUNNING trials that never recorded a heartbeat (RDB storages; none for others)."""
+    import optuna
+    import sqlalchemy as sa
+
+    rdb = backend_of(study)
+    if not isinstance(rdb, optuna.storages.RDBStorage):
+        return []
+    models = rdb_models()
+    trial, beat = models.TrialModel, models.TrialHeartbeatModel
+    query = (sa.select(trial.trial_id)
+             .where(trial.study_id == study_id(study), trial.state == optuna.trial.TrialState.RUNNING,
+                    ~sa.exists().where(beat.trial_id == trial.trial_id)))
+    with rdb.engine.connect() as conn:
+        return [row[0] for row in conn.execute(query)]
 
 
 def rdb_models() -> Any:

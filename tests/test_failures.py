@@ -110,3 +110,18 @@ def test_a_trial_failed_by_another_worker_does_not_count_as_a_failure(make_study
     assert trials[1].user_attrs["retry_of"] == 0 and trials[1].params == trials[0].params
     err = capsys.readouterr().err
     assert "trial 0 was failed by another worker" in err
+
+
+def test_a_trial_left_running_without_a_heartbeat_does_not_hold_the_study(make_study: Callable[..., Path]) -> None:
+    """A worker killed between creating its trial and its first heartbeat: the others fail it after the grace
+    period and run its retry, instead of waiting for it for ever."""
+    from hpo.search.runner import run_trials
+
+    ctx = search_context(make_study(search={"n_trials": 2, "baseline": False, "heartbeat_interval": 1,
+                                            "grace_period": 2}, training={"max_steps": 2, "seed": 0}))
+    silent = ctx.optuna_study.ask()  # RUNNING, never a heartbeat
+    run_trials(ctx, timeout=120)
+    trials = ctx.optuna_study.get_trials(deepcopy=False)
+    assert trials[silent.number].state.name == "FAIL"
+    assert [t.state.name for t in trials if t.number != silent.number] == ["COMPLETE", "COMPLETE"]
+    assert [t.user_attrs.get("retry_of") for t in trials] == [None, None, silent.number]

@@ -61,10 +61,44 @@ def test_running_trials_of_a_live_worker_are_left_alone(storage_url: str) -> Non
     assert study.get_trials(deepcopy=False)[0].state == TrialState.RUNNING
 
 
+def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed_and_retried(storage_url: str) -> None:
+    from optuna.trial import TrialState
+
+    from hpo.study.stale import StaleTrials
+
+    study = _study(storage_url, heartbeat_interval=1, grace_period=5, max_retries=1)
+    silent = study.ask()  # its worker died before it recorded a heartbeat
+    late = study.ask()  # its worker is slow to record the first one
+    stale = StaleTrials(grace_period=1.5)
+    assert stale.fail(study) == 0  # first seen without a heartbeat: not yet
+    time.sleep(0.5)
+    study._storage.record_heartbeat(late._trial_id)
+    time.sleep(1.2)
+    study._storage.record_heartbeat(late._trial_id)
+    assert stale.fail(study) == 1
+
+    trials = study.get_trials(deepcopy=False)
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING]
+    assert trials[0].system_attrs["fail_reason"] == "its process died before its first heartbeat"
+    assert trials[2].user_attrs["retry_of"] == silent.number
+
+
+def test_without_heartbeats_no_trial_is_taken_for_dead(tmp_path: Path) -> None:
+    from optuna.trial import TrialState
+
+    from hpo.study.stale import StaleTrials
+
+    study = _study(f"sqlite:///{tmp_path / 'x.db'}")  # no heartbeat_interval: no trial ever records one
+    study.ask()
+    stale = StaleTrials(grace_period=0)
+    assert stale.fail(study) == stale.fail(study) == 0
+    assert [t.state for t in study.get_trials(deepcopy=False)] == [TrialState.RUNNING]
+
+
 def test_orphans_of_a_stopped_sqlite_process_are_failed_and_requeued(tmp_path: Path) -> None:
     from optuna.trial import TrialState
 
-    from hpo.search.runner import fail_orphans
+    from hpo.study.stale import fail_orphans
 
     url = f"sqlite:///{tmp_path / 'x.db'}"
     study = _study(url, heartbeat_interval=1, max_retries=1)

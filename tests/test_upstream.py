@@ -60,6 +60,8 @@ def test_only_a_trial_with_a_heartbeat_goes_stale(tmp_path: Path) -> None:
         study = optuna.create_study(storage=storage, study_name="s")
         beaten, silent = study.ask(), study.ask()  # both RUNNING; as if their workers died at once
         upstream.record_first_heartbeat(beaten)
+        assert upstream.trials_without_heartbeat(study) == [upstream.trial_id(silent)], \
+            "optuna: the trial_heartbeats table (TrialHeartbeatModel.trial_id) changed"
         time.sleep(2.5)
         optuna.storages.fail_stale_trials(study)
     states = {t.number: t.state.name for t in study.get_trials(deepcopy=False)}

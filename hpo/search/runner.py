@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -20,6 +19,7 @@ from hpo import interrupts, progress, upstream
 from hpo.errors import SearchError
 from hpo.study.counts import count_trials
 from hpo.study.factory import load_or_create, study_kwargs
+from hpo.study.stale import StaleTrials
 from hpo.study.workers import claim_once
 
 if TYPE_CHECKING:
@@ -54,23 +54,6 @@ def build_context(study: "LoadedStudy", model_id: str, splits: "Splits", storage
     optuna_study = load_or_create(study, model_id, storage)
     trainer = build_trainer(study, model_id, splits, checkpoints=checkpoints_dir(study, optuna_study.study_name))
     return SearchContext(study, model_id, splits, storage, trainer, optuna_study)
-
-
-def fail_orphans(optuna_study: "optuna.Study") -> int:
-    """Mark RUNNING trials FAIL (and re-queue them): only called when no other process can own them."""
-    from optuna.trial import TrialState
-
-    storage = upstream.storage_of(optuna_study)
-    callback = storage.get_heartbeat_stale_trial_callback() if hasattr(
-        storage, "get_heartbeat_stale_trial_callback") else None
-    n = 0
-    for t in optuna_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        storage.set_trial_system_attr(upstream.trial_id(t), "fail_reason", "its process died")  # a failed trial is frozen
-        if storage.set_trial_state_values(upstream.trial_id(t), state=TrialState.FAIL):
-            n += 1
-            if callback is not None:
-                callback(optuna_study, storage.get_trial(upstream.trial_id(t)))
-    return n
 
 
 def enqueue_initial(ctx: SearchContext) -> None:
@@ -113,8 +96,6 @@ def run_trials(ctx: SearchContext, *, max_trials: int | None = None, timeout: fl
     `on_trial(study, trial, reason=...)` sees each trial this process ran; `reason` says why it failed.
     `budget`: asked before each trial whether it fits (`hpo.search.budgeting`).
     """
-    import optuna
-
     from hpo.study.objectives import make_objective, search_direction
 
     spec = ctx.study.spec
@@ -125,6 +106,7 @@ def run_trials(ctx: SearchContext, *, max_trials: int | None = None, timeout: fl
     kwargs = study_kwargs(ctx.study, ctx.model_id, ctx.storage)
     sampler = kwargs["sampler"]
     failures = FailureStreak(spec.search.max_failures)
+    stale = StaleTrials(spec.search.stale_after)
     while True:
         counts = count_trials(ctx.optuna_study)
         failures.study_finished(counts.finished)
@@ -135,9 +117,7 @@ def run_trials(ctx: SearchContext, *, max_trials: int | None = None, timeout: fl
         if counts.finished + counts.running >= n_trials:
             if not wait_for_others:
                 return ran
-            with warnings.catch_warnings():  # heartbeats are marked experimental but are Optuna's fault tolerance
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                optuna.storages.fail_stale_trials(ctx.optuna_study)  # a dead worker's trial frees its slot
+            stale.fail(ctx.optuna_study)  # a dead worker's trial frees its slot
             time.sleep(POLL_SECONDS)
             continue
         if budget is not None and not budget.should_start(ctx):
@@ -191,7 +171,7 @@ def _failure(ctx: SearchContext, trial: "optuna.trial.FrozenTrial", told: Any, e
         # Optuna could not record the trial's end: another worker had failed it already
         search = ctx.study.spec.search
         progress.say(f"trial {trial.number} was failed by another worker (no heartbeat within "
-                     f"grace_period={search.grace_period or 3 * search.heartbeat_interval}s; "
+                     f"grace_period={search.stale_after}s; "
                      "raise it on a busy machine); its retry runs again")
         return None
     if error is not None and _raised_by_objective(error):

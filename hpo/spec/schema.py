@@ -266,6 +266,11 @@ class SearchSpec(Strict):
         return self.budget is not None and "n_trials" not in self.model_fields_set
 
     @property
+    def stale_after(self) -> int:
+        """Seconds without a heartbeat after which a trial's process counts as dead."""
+        return self.grace_period or 3 * self.heartbeat_interval
+
+    @property
     def trial_cap(self) -> int:
         """Finished trials at which the search stops: n_trials, or with planned trials, a bound never reached."""
         return PLANNED_TRIALS_CAP if self.planned_trials else self.n_trials

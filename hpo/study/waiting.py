@@ -9,11 +9,11 @@ failed here as in the workers (heartbeat), so its retry is queued and the wait g
 from __future__ import annotations
 
 import time
-import warnings
 from typing import TYPE_CHECKING, Callable
 
 from hpo.study.counts import TrialCounts, count_trials
 from hpo.study.factory import load_existing, open_storage, study_names
+from hpo.study.stale import StaleTrials
 
 if TYPE_CHECKING:
     from hpo.spec import LoadedStudy
@@ -25,19 +25,18 @@ def quiet_seconds(study: "LoadedStudy") -> float:
     """How long no trial may run before the workers count as stopped: three heartbeat grace periods, at
     least a minute (longer than a worker takes between two trials)."""
     s = study.spec.search
-    return max(60.0, 3 * (s.grace_period or 3 * s.heartbeat_interval))
+    return max(60.0, 3 * s.stale_after)
 
 
 def wait_for_workers(study: "LoadedStudy", *, say: Callable[[str], None], poll: float = POLL_SECONDS,
                      quiet: float | None = None) -> None:
-    import optuna
-
     from hpo.study.budget import CLOSED
 
     storage = open_storage(study)
     quiet = quiet_seconds(study) if quiet is None else quiet
     search = study.spec.search
     n_trials = search.trial_cap
+    stale = StaleTrials(search.stale_after)
     idle_since: float | None = None
     shown = None
     while True:
@@ -46,9 +45,7 @@ def wait_for_workers(study: "LoadedStudy", *, say: Callable[[str], None], poll: 
         for model in study_names(study):
             existing = load_existing(study, model, storage)
             if existing is not None:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    optuna.storages.fail_stale_trials(existing)
+                stale.fail(existing)
             counts.append(count_trials(existing) if existing is not None else TrialCounts())
             closed.append(existing is not None and CLOSED in existing.user_attrs)
         if all((c.finished >= n_trials or shut) and not c.running for c, shut in zip(counts, closed)):
