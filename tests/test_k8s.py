@@ -215,21 +215,20 @@ def test_the_finalizer_waits_for_the_workers(make_study: Any) -> None:
     from hpo.spec import load_study
     from hpo.study.waiting import wait_for_workers
 
+    from hpo.study.factory import load_or_create, open_storage
+
     study = load_study(make_study(search__n_trials=2))
     url = study.paths.storage_url
-    # the store's tables first: two threads creating them at once collide (table exists), and the workers'
-    # thread dying there would leave the finalizer waiting for ever
-    optuna.storages.RDBStorage(url)
     said: list[str] = []
 
-    def workers() -> None:  # they create the study, then finish one trial after the other
-        s = optuna.create_study(study_name="tiny", storage=url, direction="maximize")
+    def workers() -> None:  # they open the fresh store as the finalizer does, create the study, run two trials
+        s = load_or_create(study, study.spec.models[0], open_storage(study))
         for value in (0.6, 0.7):
             trial = s.ask()
             time.sleep(0.3)
             s.tell(trial, value)
 
-    thread = _later(0.3, workers)
+    thread = _later(0.0, workers)  # at once: both create the store's tables (the loser retries)
     began = time.monotonic()
     wait_for_workers(study, say=said.append, poll=0.05, quiet=30)
     assert time.monotonic() - began < 20  # returned when they were done, not after the quiet period
