@@ -52,23 +52,6 @@ def record_first_heartbeat(trial: Any) -> None:
         trial.storage.record_heartbeat(trial_id(trial))
 
 
-def trials_without_heartbeat(study: "optuna.Study") -> list[int]:
-    """Ids of the study's RUNNING trials that never recorded a heartbeat (RDB storages; none for others)."""
-    import optuna
-    import sqlalchemy as sa
-
-    rdb = backend_of(study)
-    if not isinstance(rdb, optuna.storages.RDBStorage):
-        return []
-    models = rdb_models()
-    trial, beat = models.TrialModel, models.TrialHeartbeatModel
-    query = (sa.select(trial.trial_id)
-             .where(trial.study_id == study_id(study), trial.state == optuna.trial.TrialState.RUNNING,
-                    ~sa.exists().where(beat.trial_id == trial.trial_id)))
-    with rdb.engine.connect() as conn:
-        return [row[0] for row in conn.execute(query)]
-
-
 def rdb_models() -> Any:
     """The SQLAlchemy models of Optuna's RDB storage (tables trials, study_system_attributes, ...)."""
     from optuna.storages._rdb import models

@@ -213,9 +213,8 @@ def _later(seconds: float, action: Any) -> threading.Thread:
 
 def test_the_finalizer_waits_for_the_workers(make_study: Any) -> None:
     from hpo.spec import load_study
-    from hpo.study.waiting import wait_for_workers
-
     from hpo.study.factory import load_or_create, open_storage
+    from hpo.study.waiting import wait_for_workers
 
     study = load_study(make_study(search__n_trials=2))
     url = study.paths.storage_url

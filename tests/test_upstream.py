@@ -54,13 +54,15 @@ def test_only_a_trial_with_a_heartbeat_goes_stale(tmp_path: Path) -> None:
     import time
     import warnings
 
+    from hpo.study.stale import trials_without_heartbeat  # its query reads Optuna's trial_heartbeats table
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 's.db'}", heartbeat_interval=1, grace_period=1)
         study = optuna.create_study(storage=storage, study_name="s")
         beaten, silent = study.ask(), study.ask()  # both RUNNING; as if their workers died at once
         upstream.record_first_heartbeat(beaten)
-        assert upstream.trials_without_heartbeat(study) == [upstream.trial_id(silent)], \
+        assert trials_without_heartbeat(study) == [upstream.trial_id(silent)], \
             "optuna: the trial_heartbeats table (TrialHeartbeatModel.trial_id) changed"
         time.sleep(2.5)
         optuna.storages.fail_stale_trials(study)

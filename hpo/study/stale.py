@@ -12,6 +12,7 @@ import warnings
 from typing import TYPE_CHECKING, Iterable
 
 from hpo import upstream
+from hpo.study.counts import rdb_backend
 
 if TYPE_CHECKING:
     import optuna
@@ -46,6 +47,23 @@ def fail_orphans(study: "optuna.Study") -> int:
     return fail_trials(study, study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)), "its process died")
 
 
+def trials_without_heartbeat(study: "optuna.Study") -> list[int]:
+    """Ids of the study's RUNNING trials that never recorded a heartbeat (RDB storages; none for others)."""
+    import sqlalchemy as sa
+    from optuna.trial import TrialState
+
+    rdb = rdb_backend(study)
+    if rdb is None:
+        return []
+    models = upstream.rdb_models()
+    trial, beat = models.TrialModel, models.TrialHeartbeatModel
+    query = (sa.select(trial.trial_id)
+             .where(trial.study_id == upstream.study_id(study), trial.state == TrialState.RUNNING,
+                    ~sa.exists().where(beat.trial_id == trial.trial_id)))
+    with rdb.engine.connect() as conn:
+        return [row[0] for row in conn.execute(query)]
+
+
 class StaleTrials:
     """Fails the trials of processes that died: Optuna's stale heartbeats, and trials seen RUNNING without
     any heartbeat for a whole `grace_period` by this process's clock (other machines' clocks may differ)."""
@@ -65,7 +83,7 @@ class StaleTrials:
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
         now = time.monotonic()
-        silent = upstream.trials_without_heartbeat(study)
+        silent = trials_without_heartbeat(study)
         self._silent_since = {t: self._silent_since.get(t, now) for t in silent}
         gone = [t for t, since in self._silent_since.items() if now - since >= self.grace_period]
         if not gone:
