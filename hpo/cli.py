@@ -220,9 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     debug = os.environ.get("HPO_DEBUG", "") not in ("", "0")
     _current_file.clear()
     try:
-        code = app(args=argv, standalone_mode=False)
-        if code == 130:  # typer turns KeyboardInterrupt (and so SIGTERM) into this return value
-            raise KeyboardInterrupt
+        with interrupts.handled_here():
+            code = app(args=argv, standalone_mode=False)
+            if code == 130:  # typer turns KeyboardInterrupt (and so SIGTERM) into this return value
+                raise KeyboardInterrupt
         return code if isinstance(code, int) else 0
     except HpoError as e:
         if debug:

@@ -4,6 +4,11 @@ Optuna writes a trial's row before it calls the objective and the trial's result
 window would leave the trial RUNNING for good. Inside `protected()`, a signal that arrives outside
 `interruptible()` is held, and raised when the next interruptible block starts or the protected block ends;
 a second signal while one is held is raised at once.
+
+Python drops an exception raised inside a garbage-collection callback (a weakref's, a `__del__`), and the
+handler runs wherever the main thread is, collections included. So a raised stop stays requested until it
+reaches `run_trials` or the command line; `check()`, called at each training step and before each trial,
+raises it again if it was dropped.
 """
 
 from __future__ import annotations
@@ -14,16 +19,41 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 _held = False
+_requested = False  # raised, and not yet seen to arrive where stops are handled
 _protecting = 0
 _open = 0
 
 
 def _stop(signum: int, frame: Any) -> None:
-    global _held
+    global _held, _requested
     if _protecting and not _open and not _held:  # a second stop does not wait
         _held = True
         return
+    _requested = True
     raise KeyboardInterrupt
+
+
+def check() -> None:
+    """Raise a stop that was raised but dropped; inside `protected()` and outside `interruptible()`, hold it."""
+    global _held, _requested
+    if not _requested or not _main_thread():
+        return
+    _requested = False
+    if _protecting and not _open:
+        _held = True
+        return
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def handled_here() -> Iterator[None]:
+    """Where a stop's KeyboardInterrupt arrives it is no longer requested, so a later call does not stop again."""
+    global _requested
+    try:
+        yield
+    except KeyboardInterrupt:
+        _requested = False
+        raise
 
 
 def _main_thread() -> bool:
@@ -68,6 +98,7 @@ def interruptible() -> Iterator[None]:
     if not _main_thread():
         yield
         return
+    check()
     if _held:
         _held = False
         raise KeyboardInterrupt

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from transformers import TrainerCallback
 
+from hpo import interrupts
 from hpo.spec.duration import format_duration
 
 STATUS_EVERY_S = 60.0
@@ -179,6 +180,7 @@ class TrialWatch(TrainerCallback):
             self.loss = float(logs["loss"])
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        interrupts.check()  # a stop dropped inside a garbage collection lands here, a step later
         trial = self._trial()
         if trial is None:
             return

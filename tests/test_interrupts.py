@@ -139,3 +139,58 @@ def test_a_stop_while_optuna_records_the_result_keeps_the_trial(search_ctx: Any,
         run_trials(search_ctx)
     trials = search_ctx.optuna_study.get_trials()
     assert [t.state.name for t in trials] == ["COMPLETE"] and trials[0].value is not None
+
+
+class DroppedStop:
+    """A stop whose handler runs inside a garbage-collection callback, where Python drops what it raises."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.dropped: list[BaseException] = []
+        monkeypatch.setattr(sys, "unraisablehook", lambda u: self.dropped.append(u.exc_value))
+
+    def now(self) -> None:
+        from hpo import interrupts
+
+        class Collected:
+            def __del__(self) -> None:
+                interrupts._stop(signal.SIGTERM, None)
+
+        Collected()  # collected at once: its __del__ raises, and Python drops the KeyboardInterrupt
+        assert [type(e) for e in self.dropped] == [KeyboardInterrupt]
+
+
+def test_a_stop_dropped_during_a_trials_training_stops_it_at_the_next_step(search_ctx: Any,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from transformers import TrainerCallback
+
+    from hpo.search.runner import run_trials
+
+    stop = DroppedStop(monkeypatch)
+    steps: list[int] = []
+
+    class StopAtFirstStep(TrainerCallback):
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            steps.append(state.global_step)
+            if state.global_step == 0:
+                stop.now()
+
+    search_ctx.trainer.add_callback(StopAtFirstStep())
+    with pytest.raises(KeyboardInterrupt):
+        run_trials(search_ctx)
+    assert steps == [0]  # stopped at the end of the step it arrived in
+    assert [t.state.name for t in search_ctx.optuna_study.get_trials()] == ["FAIL", "WAITING"]
+
+    search_ctx.trainer.pop_callback(StopAtFirstStep)
+    assert run_trials(search_ctx) == 1  # the stop was handled: the rerun is not stopped again
+    assert [t.state.name for t in search_ctx.optuna_study.get_trials()] == ["FAIL", "COMPLETE"]
+
+
+def test_a_stop_dropped_before_the_search_stops_it_before_any_trial(search_ctx: Any,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from hpo.search.runner import run_trials
+
+    DroppedStop(monkeypatch).now()  # while the model or the data was loading
+    with pytest.raises(KeyboardInterrupt):
+        run_trials(search_ctx)
+    assert search_ctx.optuna_study.get_trials() == []
+    assert run_trials(search_ctx) == 1

@@ -96,6 +96,13 @@ def run_trials(ctx: SearchContext, *, max_trials: int | None = None, timeout: fl
     `on_trial(study, trial, reason=...)` sees each trial this process ran; `reason` says why it failed.
     `budget`: asked before each trial whether it fits (`hpo.search.budgeting`).
     """
+    with interrupts.handled_here():
+        return _run_trials(ctx, max_trials=max_trials, timeout=timeout, on_trial=on_trial,
+                           wait_for_others=wait_for_others, budget=budget)
+
+
+def _run_trials(ctx: SearchContext, *, max_trials: int | None, timeout: float | None,
+                on_trial: Callable[..., None] | None, wait_for_others: bool, budget: "BudgetKeeper | None") -> int:
     from hpo.study.objectives import make_objective, search_direction
 
     spec = ctx.study.spec
@@ -108,6 +115,7 @@ def run_trials(ctx: SearchContext, *, max_trials: int | None = None, timeout: fl
     failures = FailureStreak(spec.search.max_failures)
     stale = StaleTrials(spec.search.stale_after)
     while True:
+        interrupts.check()
         counts = count_trials(ctx.optuna_study)
         failures.study_finished(counts.finished)
         if counts.finished >= n_trials or (max_trials is not None and ran >= max_trials):
