@@ -76,7 +76,12 @@ class SamplerSpec(Strict):
                                             "seed from it and the trial's position, so a resumed study runs "
                                             "what one uninterrupted run would have run.")
     n_startup_trials: int | None = Field(
-        None, ge=0, description="Random trials before the model-based sampler takes over (tpe, cmaes, gp).")
+        None, ge=0, description="Start-up trials before the model-based sampler takes over (tpe, cmaes, gp; "
+                                "default: Optuna's, 10 for tpe and gp, 1 for cmaes).")
+    startup: Literal["sobol", "random"] = Field(
+        "sobol", description="How the start-up trials of tpe, cmaes and gp draw: sobol spreads them evenly over "
+                             "the space (scrambled Sobol points, in the order of the trials); random draws each "
+                             "independently, as Optuna does. A study without a seed draws at random.")
 
 
 class PrunerSpec(Strict):

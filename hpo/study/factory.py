@@ -27,15 +27,23 @@ def make_sampler(spec: "SamplerSpec", search: "SearchSpec") -> "TrialSeeded":
     """The study's sampler, seeded anew for each trial from the study seed and the trial's position (see
     `hpo.study.seeding`), so a resumed study draws what one uninterrupted run would have drawn."""
     from hpo.study.seeding import TrialSeeded
+    from hpo.study.startup import SobolStartup, startup_trials
 
-    return TrialSeeded(lambda seed: optuna_sampler(spec, search, seed), spec.seed, per_trial=spec.name != "grid")
+    def startup(position: int, fallback: "optuna.samplers.BaseSampler") -> SobolStartup:
+        return SobolStartup(search.space, position=position, seed=spec.seed, fallback=fallback)
+
+    return TrialSeeded(lambda seed: optuna_sampler(spec, search, seed), spec.seed, per_trial=spec.name != "grid",
+                       startup=startup, n_startup=startup_trials(search))
 
 
 def optuna_sampler(spec: "SamplerSpec", search: "SearchSpec", seed: int | None) -> "optuna.samplers.BaseSampler":
     import optuna
 
+    from hpo.study.startup import DEFAULT_STARTUP
+
     s = optuna.samplers
-    startup = {} if spec.n_startup_trials is None else {"n_startup_trials": spec.n_startup_trials}
+    startup = {"n_startup_trials": DEFAULT_STARTUP[spec.name] if spec.n_startup_trials is None
+               else spec.n_startup_trials} if spec.name in DEFAULT_STARTUP else {}
     if spec.name == "tpe":
         return s.TPESampler(seed=seed, **startup)
     if spec.name == "random":

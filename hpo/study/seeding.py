@@ -52,8 +52,10 @@ class TrialSeeded(BaseSampler):
     """
 
     def __init__(self, build: Callable[[int | None], BaseSampler], seed: int | None, *,
-                 per_trial: bool = True) -> None:
+                 per_trial: bool = True, startup: Callable[[int, BaseSampler], BaseSampler] | None = None,
+                 n_startup: int = 0) -> None:
         self._build, self._seed, self._per_trial = build, seed, per_trial
+        self._startup, self._n_startup = startup, n_startup  # positions below n_startup: startup(position, ...)
         self._sampler = build(seed)
         self.trial_id: int | None = None
         self.told: "TrialState | None" = None
@@ -61,7 +63,10 @@ class TrialSeeded(BaseSampler):
     def before_trial(self, study: "optuna.Study", trial: "FrozenTrial") -> None:
         self.trial_id, self.told = upstream.trial_id(trial), None
         if self._seed is not None and self._per_trial:
-            self._sampler = self._build(trial_seed(self._seed, position(study, trial)))
+            at = position(study, trial)
+            self._sampler = self._build(trial_seed(self._seed, at))
+            if self._startup is not None and at < self._n_startup:
+                self._sampler = self._startup(at, self._sampler)
         self._sampler.before_trial(study, trial)
 
     def infer_relative_search_space(self, study: "optuna.Study",
