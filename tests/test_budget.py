@@ -77,12 +77,12 @@ def test_a_budget_picks_successive_halving_unless_the_file_names_a_pruner(make_s
     from hpo.spec import load_study
     from hpo.study.factory import decision_points, resolved_pruner
 
-    # 2 epochs on a grid of 2 points per epoch (50, 100, ...): the first rung at or past 200/9 is 50
+    # 2 epochs on a grid of 2 points per epoch (50, 100, ...): the rung is the first point at or past 200/3
     study = load_study(make_study(search={"evals_per_epoch": 2, "space": {}}), budget="5m")
     pruner = resolved_pruner(study)
-    assert (pruner.name, pruner.min_resource, pruner.reduction_factor) == ("successive_halving", 50, 3)
+    assert (pruner.name, pruner.min_resource, pruner.reduction_factor) == ("successive_halving", 100, 3)
     points = decision_points(pruner)
-    assert [p for p in (50, 100, 150, 200) if points.wanted(p, None if p == 50 else p - 50)] == [50, 150]
+    assert [p for p in (50, 100, 150, 200) if points.wanted(p, None if p == 50 else p - 50)] == [100]
     named = load_study(make_study(search={"pruner": {"name": "median"}, "space": {}}), budget="5m")
     assert resolved_pruner(named).name == "median"
     assert resolved_pruner(load_study(make_study(search={"space": {}}))).name == "median"  # no budget: as before
@@ -96,7 +96,7 @@ SHAPE = Shape(train_rows=1000, validation_rows=500, pruning_rows=100, test_rows=
 
 
 @pytest.mark.parametrize(("full", "per_epoch", "rungs"), [
-    (200, 4, (25, 75)), (100, 4, (25, 75)), (300, 4, (50, 150)), (200, 3, (33, 99)), (25, 4, ()), (400, 10, (50, 150))])
+    (200, 4, (75,)), (100, 4, (50,)), (300, 4, (100,)), (200, 3, (100,)), (25, 4, ()), (400, 10, (140,))])
 def test_budget_rungs_sit_on_the_evaluation_grid(full: float, per_epoch: int, rungs: tuple[int, ...]) -> None:
     assert planning.budget_rungs(full, per_epoch) == rungs
 
@@ -147,6 +147,44 @@ def test_successive_halving_looks_at_more_configurations_and_trains_few_to_the_e
     assert halving.trials > 2 * no_pruning.trials and halving.full < halving.trials / 3
     text = planning.describe(halving, planning.rungs_text(SHAPE))
     assert text.startswith(f"about {halving.trials} trials, {halving.full} trained to the end (successive halving")
+
+
+def test_a_look_to_the_first_rung_costs_the_training_to_it_and_the_pruning_rows() -> None:
+    assert planning.first_look_s(COSTS, SHAPE) == pytest.approx(1.0 + 2.5 + 0.1)  # overhead, to 25%, 100 rows
+    assert planning.first_look_s(COSTS, Shape(**{**SHAPE.__dict__, "rungs": ()})) is None
+
+
+@pytest.mark.parametrize(("left_for_search", "starts"), [(6.0, True), (3.0, False)])
+def test_the_last_trial_starts_when_its_look_at_the_first_rung_fits(
+        make_study: Callable[..., Path], monkeypatch: pytest.MonkeyPatch, left_for_search: float,
+        starts: bool) -> None:
+    """6 s left for the search: a trial's expected 8.1 s does not fit, its 3.6 s look to the first rung does."""
+    from types import SimpleNamespace
+
+    from hpo.live import TrialWatch
+    from hpo.search.budgeting import BudgetKeeper
+    from hpo.spec import load_study
+
+    study = load_study(make_study(search={"space": {}}), budget="10m")
+    monkeypatch.setattr(BudgetKeeper, "_costs", lambda self, trials: COSTS)
+    monkeypatch.setattr(BudgetKeeper, "shape", lambda self, ctx, trials: SHAPE)
+    optuna_study = optuna.create_study()
+    for value in (0.5, 0.6, 0.7):  # three trials that reached the first rung, one of them the second
+        optuna_study.add_trial(optuna.trial.create_trial(value=value, system_attrs={"completed_rung_0": value}))
+    watch = TrialWatch(None)
+    ctx = SimpleNamespace(optuna_study=optuna_study, trainer=SimpleNamespace(
+        callback_handler=SimpleNamespace(callbacks=[watch])))
+    final = planning.final_seconds(COSTS, SHAPE, Finals(top_k=3)) * planning.FINAL_MARGIN
+    said: list[str] = []
+    keeper = BudgetKeeper(study, started=time.time() - 600 + final + left_for_search, say=said.append)
+    expected = planning.expected_trial(COSTS, SHAPE, (3.0, 0.0))[0]
+    assert expected > 6.0 > planning.first_look_s(COSTS, SHAPE) > 3.0
+    assert keeper.should_start(ctx) is starts
+    assert keeper.plan is not None and keeper.plan.to_start == 0
+    if starts:  # cut at the search deadline if promoted
+        assert watch.stop_at == pytest.approx(time.time() + left_for_search, abs=1.0)
+    else:
+        assert "no further trial fits" in said[-1]
 
 
 def test_observed_costs_plan_other_pruners() -> None:
@@ -221,10 +259,10 @@ def test_no_trial_starts_when_it_and_the_final_stages_would_pass_the_deadline(
     assert run_trials(ctx, budget=keeper) == 1
     trials = ctx.optuna_study.get_trials()
     assert [t.state.name for t in trials] == ["COMPLETE"]
-    # 2 epochs on the default grid of 4 points per epoch: the budget's rungs are 25 and 75 (see
+    # 2 epochs on the default grid of 4 points per epoch: the budget's rung is 75 (see
     # test_budget_rungs_sit_on_the_evaluation_grid); the trial is evaluated there and at the end, nowhere else
     assert ctx.study.spec.search.evals_per_epoch == 4
-    assert sorted(trials[0].intermediate_values) == [25, 75, 200]
+    assert sorted(trials[0].intermediate_values) == [75, 200]
     assert {"examples", "eval_rows", "training", "evaluation"} <= set(trials[0].user_attrs["profile"])
     assert said[0].startswith("budget 10m: the run ends by") and "the first trial measures" in said[0]
     assert said[1].startswith("plan: about 1 trial, 1 trained to the end (successive halving")

@@ -93,6 +93,9 @@ class BudgetKeeper:
             watch.stop_at = now + plan.search_left_s if complete else None
         if not complete:
             return True
+        look = planning.first_look_s(costs, shape)
+        if plan.to_start == 0 and look is not None and look <= plan.search_left_s:
+            return True  # a look to the first rung fits; promoted past the time left, the trial is cut
         if plan.to_start == 0:
             study.set_user_attr(CLOSED, self.seconds)
             late = now + plan.final_s - self.deadline
@@ -190,7 +193,8 @@ class BudgetKeeper:
             return True
         shape = self.shape(ctx, trials)
         next_s = planning.expected_trial(costs, shape, rung_population(trials, len(shape.rungs)))[0]
-        return time.time() + next_s <= float(record["search_deadline"])
+        look = planning.first_look_s(costs, shape)
+        return time.time() + min(next_s, look if look is not None else next_s) <= float(record["search_deadline"])
 
     # -- the end --------------------------------------------------------------------------------------
     def summary(self, ended: float) -> dict[str, Any]:
