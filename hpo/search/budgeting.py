@@ -93,10 +93,10 @@ class BudgetKeeper:
             watch.stop_at = now + plan.search_left_s if complete else None
         if not complete:
             return True
-        look = planning.first_look_s(costs, shape)
-        if plan.to_start == 0 and look is not None and look <= plan.search_left_s:
-            return True  # a look to the first rung fits; promoted past the time left, the trial is cut
         if plan.to_start == 0:
+            look = planning.first_look_s(costs, shape)
+            if look is not None and look <= plan.search_left_s:
+                return True  # a look to the first rung fits; promoted past the time left, the trial is cut
             study.set_user_attr(CLOSED, self.seconds)
             late = now + plan.final_s - self.deadline
             self.say(f"budget: no further trial fits (the next would take ~{format_duration(plan.next_trial_s)}, "
@@ -194,7 +194,8 @@ class BudgetKeeper:
         shape = self.shape(ctx, trials)
         next_s = planning.expected_trial(costs, shape, rung_population(trials, len(shape.rungs)))[0]
         look = planning.first_look_s(costs, shape)
-        return time.time() + min(next_s, look if look is not None else next_s) <= float(record["search_deadline"])
+        needed = next_s if look is None else min(next_s, look)
+        return time.time() + needed <= float(record["search_deadline"])
 
     # -- the end --------------------------------------------------------------------------------------
     def summary(self, ended: float) -> dict[str, Any]:

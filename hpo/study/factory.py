@@ -39,11 +39,11 @@ def make_sampler(spec: "SamplerSpec", search: "SearchSpec") -> "TrialSeeded":
 def optuna_sampler(spec: "SamplerSpec", search: "SearchSpec", seed: int | None) -> "optuna.samplers.BaseSampler":
     import optuna
 
-    from hpo.study.startup import DEFAULT_STARTUP
+    from hpo.study.startup import startup_count
 
     s = optuna.samplers
-    startup = {"n_startup_trials": DEFAULT_STARTUP[spec.name] if spec.n_startup_trials is None
-               else spec.n_startup_trials} if spec.name in DEFAULT_STARTUP else {}
+    count = startup_count(spec)
+    startup = {} if count is None else {"n_startup_trials": count}
     if spec.name == "tpe":
         return s.TPESampler(seed=seed, **startup)
     if spec.name == "random":
@@ -58,16 +58,17 @@ def optuna_sampler(spec: "SamplerSpec", search: "SearchSpec", seed: int | None) 
 
 
 def grid_values(search: "SearchSpec") -> dict[str, list[Any]]:
+    return {key: param_grid(p) for key, p in search.space.items()}
+
+
+def param_grid(p: Any) -> list[Any]:
+    """A categorical's choices, or every value of a stepped range."""
     from hpo.spec.schema import CategoricalParam
 
-    grid: dict[str, list[Any]] = {}
-    for key, p in search.space.items():
-        if isinstance(p, CategoricalParam):
-            grid[key] = list(p.choices)
-        else:
-            n = int(round((p.high - p.low) / p.step)) + 1
-            grid[key] = [type(p.low)(p.low + i * p.step) for i in range(n)]
-    return grid
+    if isinstance(p, CategoricalParam):
+        return list(p.choices)
+    n = int(round((p.high - p.low) / p.step)) + 1
+    return [type(p.low)(p.low + i * p.step) for i in range(n)]
 
 
 def resolved_pruner(study: "LoadedStudy") -> "PrunerSpec":

@@ -15,23 +15,31 @@ from typing import TYPE_CHECKING, Any, Mapping
 from optuna.samplers import BaseSampler
 
 from hpo.spec.schema import CategoricalParam, FloatParam, IntParam
+from hpo.study.factory import param_grid
 
 if TYPE_CHECKING:
     import optuna
     from optuna.distributions import BaseDistribution
     from optuna.trial import FrozenTrial
 
-    from hpo.spec.schema import SearchSpec
+    from hpo.spec.schema import SamplerSpec, SearchSpec
 
 DEFAULT_STARTUP = {"tpe": 10, "gp": 10, "cmaes": 1}  # Optuna's defaults for these samplers' random start
+
+
+def startup_count(sampler: "SamplerSpec") -> int | None:
+    """The sampler's start-up trials (the file's number, else Optuna's default); None if it has no start-up."""
+    if sampler.name not in DEFAULT_STARTUP:
+        return None
+    return DEFAULT_STARTUP[sampler.name] if sampler.n_startup_trials is None else sampler.n_startup_trials
 
 
 def startup_trials(search: "SearchSpec") -> int:
     """How many trials, by position, the Sobol sequence draws: the sampler's start-up (0 if it has none)."""
     s = search.sampler
-    if s.startup != "sobol" or s.seed is None or s.name not in DEFAULT_STARTUP or not search.space:
+    if s.startup != "sobol" or s.seed is None or not search.space:
         return 0
-    return DEFAULT_STARTUP[s.name] if s.n_startup_trials is None else s.n_startup_trials
+    return startup_count(s) or 0
 
 
 def sobol_point(dimensions: int, index: int, seed: int) -> list[float]:
@@ -44,11 +52,9 @@ def sobol_point(dimensions: int, index: int, seed: int) -> list[float]:
 
 def from_unit(p: FloatParam | IntParam | CategoricalParam, u: float) -> Any:
     """The value at `u` in [0, 1) of a parameter's range: equal parts of the range (of its log with log=True)."""
-    if isinstance(p, CategoricalParam):
-        return p.choices[min(int(u * len(p.choices)), len(p.choices) - 1)]
-    if p.step is not None:  # a grid: each value an equal share
-        n = int(round((p.high - p.low) / p.step)) + 1
-        return type(p.low)(p.low + min(int(u * n), n - 1) * p.step)
+    if isinstance(p, CategoricalParam) or p.step is not None:  # each choice or grid value an equal share
+        values = param_grid(p)
+        return values[min(int(u * len(values)), len(values) - 1)]
     if isinstance(p, IntParam):  # each integer an equal share (of the log range with log=True)
         lo, hi = (math.log(p.low), math.log(p.high + 1)) if p.log else (p.low, p.high + 1)
         x = lo + u * (hi - lo)
