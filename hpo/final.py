@@ -18,6 +18,7 @@ from hpo.errors import ConcurrencyError, StageError
 from hpo.results import read_json, write_json
 
 if TYPE_CHECKING:
+    import datasets
     import optuna
 
     from hpo.data import Splits
@@ -117,10 +118,22 @@ def settle(study: "LoadedStudy", folder: Path, splits: "Splits") -> dict[str, An
                                    max_length=spec.dataset.max_length, objective=spec.objective.metric)
 
 
-def score_unseen(study: "LoadedStudy", folder: Path | str, splits: "Splits") -> dict[str, Any]:
-    """The task's evaluation of a saved model on the test split, in the arithmetic its trials were validated in
-    (`evaluated_in` says which)."""
+def score_unseen(study: "LoadedStudy", folder: Path | str, splits: "Splits", *,
+                 rows: "datasets.Dataset | None" = None) -> dict[str, Any]:
+    """The task's evaluation of a saved model on the test split (or `rows` of the splits' columns), in the
+    arithmetic its trials were validated in (`evaluated_in` says which)."""
     with _trials_arithmetic(study) as arithmetic:
-        result = study.task.evaluate(str(folder), splits.test, splits.label_names,
+        result = study.task.evaluate(str(folder), splits.test if rows is None else rows, splits.label_names,
                                      max_length=study.spec.dataset.max_length)
     return {**result, "evaluated_in": arithmetic}
+
+
+def time_scoring(study: "LoadedStudy", folder: Path | str, splits: "Splits", *, rows: int) -> tuple[float, float]:
+    """(seconds per row, seconds per scoring besides its rows: loading the model, building the pipeline,
+    the metrics) of `score_unseen` with a saved model, timed on the first `rows` validation rows."""
+    sample = splits.validation.select(range(min(rows, len(splits.validation))))
+    start = time.perf_counter()
+    result = score_unseen(study, folder, splits, rows=sample)
+    wall = time.perf_counter() - start
+    per_row = float(result.get("latency_ms_per_example") or 0.0) / 1000 or wall / max(1, len(sample))
+    return per_row, max(0.0, wall - per_row * len(sample))

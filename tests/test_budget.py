@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -119,24 +120,30 @@ def test_the_first_trial_trains_to_the_end_and_later_ones_mostly_stop_early() ->
 def test_final_stages_are_costed_from_the_measured_speeds() -> None:
     test = 2.0 + 1000 * 0.002  # load the model, score 1,000 unseen rows
     full_training = 1.0 + 200 * 10 * 0.01 + 500 * 0.001
-    assert planning.final_seconds(COSTS, SHAPE, Finals(top_k=1)) == pytest.approx(test + planning.REPORT_S)
-    assert planning.final_seconds(COSTS, SHAPE, Finals(top_k=3)) == pytest.approx(3 * test + planning.REPORT_S)
+    m, report = planning.FINAL_MARGIN, planning.REPORT_S
+    assert planning.final_seconds(COSTS, SHAPE, Finals(top_k=1)) == pytest.approx(m * test + report)
+    assert planning.final_seconds(COSTS, SHAPE, Finals(top_k=3)) == pytest.approx(m * 3 * test + report)
     assert planning.final_seconds(COSTS, SHAPE, Finals(top_k=3, seeds=2)) == pytest.approx(
-        3 * test + 6 * full_training + test + planning.REPORT_S)
+        m * (3 * test + 6 * full_training + test) + report)
     assert planning.final_seconds(COSTS, SHAPE, Finals(top_k=1, models=2, retrain=True)) == pytest.approx(
-        2 * (full_training + test) + planning.REPORT_S)
+        m * 2 * (full_training + test) + report)
+    # a timed scorer's figures stand as they are; trainings keep their margin
+    timed = dataclasses.replace(COSTS, scorer_timed=True)
+    assert planning.final_seconds(timed, SHAPE, Finals(top_k=3)) == pytest.approx(3 * test + report)
+    assert planning.final_seconds(timed, SHAPE, Finals(top_k=1, retrain=True)) == pytest.approx(
+        m * full_training + test + report)
 
 
 def test_the_plan_fills_the_time_left_after_the_final_stages() -> None:
     every = Shape(**{**SHAPE.__dict__, "rungs": ()})  # no pruning: every trial 21.5 s
-    final = (2.0 + 2.0 + planning.REPORT_S) * planning.FINAL_MARGIN
+    final = (2.0 + 2.0) * planning.FINAL_MARGIN + planning.REPORT_S
     plan = planning.make_plan(COSTS, every, Finals(), left_s=100, done=0, full_done=0)
     assert plan.final_s == pytest.approx(final) and plan.search_left_s == pytest.approx(100 - final)
-    assert (plan.to_start, plan.trials, plan.full) == (4, 4, 4)  # 4 x 21.5 = 86 <= 90.1
+    assert (plan.to_start, plan.trials, plan.full) == (4, 4, 4)  # 4 x 21.5 = 86 <= 92.6
     assert plan.ends_in_s == pytest.approx(86 + final)
     assert planning.make_plan(COSTS, every, Finals(), left_s=100, done=3, full_done=2, cap=5).trials == 5
     assert planning.make_plan(COSTS, every, Finals(), left_s=100, done=0, full_done=0, parallel=2).to_start == 8
-    assert planning.make_plan(COSTS, every, Finals(), left_s=30, done=1, full_done=1).to_start == 0
+    assert planning.make_plan(COSTS, every, Finals(), left_s=28, done=1, full_done=1).to_start == 0  # 21.5 > 20.6
 
 
 def test_successive_halving_looks_at_more_configurations_and_trains_few_to_the_end() -> None:
@@ -166,7 +173,7 @@ def test_the_last_trial_starts_when_its_look_at_the_first_rung_fits(
     from hpo.spec import load_study
 
     study = load_study(make_study(search={"space": {}}), budget="10m")
-    monkeypatch.setattr(BudgetKeeper, "_costs", lambda self, trials: COSTS)
+    monkeypatch.setattr(BudgetKeeper, "_costs", lambda self, trials, scoring=None: COSTS)
     monkeypatch.setattr(BudgetKeeper, "shape", lambda self, ctx, trials: SHAPE)
     optuna_study = optuna.create_study()
     for value in (0.5, 0.6, 0.7):  # three trials that reached the first rung, one of them the second
@@ -174,7 +181,7 @@ def test_the_last_trial_starts_when_its_look_at_the_first_rung_fits(
     watch = TrialWatch(None)
     ctx = SimpleNamespace(optuna_study=optuna_study, trainer=SimpleNamespace(
         callback_handler=SimpleNamespace(callbacks=[watch])))
-    final = planning.final_seconds(COSTS, SHAPE, Finals(top_k=3)) * planning.FINAL_MARGIN
+    final = planning.final_seconds(COSTS, SHAPE, Finals(top_k=3))
     said: list[str] = []
     keeper = BudgetKeeper(study, started=time.time() - 600 + final + left_for_search, say=said.append)
     expected = planning.expected_trial(COSTS, SHAPE, (3.0, 0.0))[0]
@@ -189,7 +196,7 @@ def test_the_last_trial_starts_when_its_look_at_the_first_rung_fits(
 
 def test_observed_costs_plan_other_pruners() -> None:
     plan = planning.make_plan(COSTS, SHAPE, Finals(), left_s=100, done=2, full_done=1, observed=(10.0, 0.5))
-    assert plan.to_start == 9 and plan.full == 1 + round(4.5)  # 9 x 10 s in 100 - 9.9 s
+    assert plan.to_start == 9 and plan.full == 1 + round(4.5)  # 9 x 10 s in 100 - 7.4 s
 
 
 def test_costs_are_measured_from_trial_profiles() -> None:
@@ -202,6 +209,10 @@ def test_costs_are_measured_from_trial_profiles() -> None:
     assert costs == Costs(train_per_example=0.01, eval_per_row=0.002, trial_overhead=2.5, model_load=0.7,
                           test_per_row=0.002 * planning.PIPELINE_FACTOR)
     assert planning.measure([{"training": 5.0, "wall": 6.0}]) is None
+    # the final stages' scorer, once timed, replaces the stand-in for unseen rows and per scoring
+    timed = planning.measure(profiles, between_trials_s=0.5, scoring=(0.004, 0.3))
+    assert (timed.test_per_row, timed.model_load) == (0.004, 0.3)
+    assert timed.eval_per_row == costs.eval_per_row and timed.train_per_example == costs.train_per_example
 
 
 def test_eta_from_durations_and_running_steps() -> None:
@@ -268,6 +279,8 @@ def test_no_trial_starts_when_it_and_the_final_stages_would_pass_the_deadline(
     assert said[1].startswith("plan: about 1 trial, 1 trained to the end (successive halving")
     assert "no further trial fits" in said[2]
     assert ctx.optuna_study.user_attrs[planning.CLOSED] == 600
+    per_row, per_scoring = keeper.scoring[ctx.optuna_study.study_name]  # the scorer timed on trial 0's model
+    assert per_row > 0 and per_scoring >= 0
     record = ctx.optuna_study.user_attrs[planning.ATTR]
     assert record["trials"] == 1 and record["search_deadline"] < record["deadline"]
 
@@ -275,6 +288,56 @@ def test_no_trial_starts_when_it_and_the_final_stages_would_pass_the_deadline(
     again: list[str] = []
     assert run_trials(ctx, budget=_keeper(ctx, left=3.0, said=again)) == 0
     assert "ended within a budget of 10m in an earlier run" in again[0]
+
+
+def test_the_final_stages_are_planned_at_the_speed_of_the_timed_scorer(
+        make_study: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    from hpo.search.budgeting import SCORING_ROWS
+    from hpo.search.runner import enqueue_initial, run_trials
+
+    monkeypatch.setenv("HPO_BUDGET", "2h")  # time enough for every trial, however slow the machine
+    ctx = search_context(make_study(search={"space": {"learning_rate": {"type": "float", "low": 1e-3,
+                                                                         "high": 1e-2}}}))
+    timed: list[tuple[str, int]] = []
+
+    def scorer(study: Any, folder: str, splits: Any, *, rows: int) -> tuple[float, float]:
+        timed.append((folder, rows))
+        return 0.5, 2.0  # half a second per unseen row, 2 s per scoring besides
+
+    monkeypatch.setattr("hpo.final.time_scoring", scorer)
+    said: list[str] = []
+    keeper = _keeper(ctx, left=7200.0, said=said)
+    enqueue_initial(ctx)
+    assert run_trials(ctx, max_trials=3, budget=keeper) == 3
+    first = ctx.optuna_study.get_trials()[0]
+    assert timed == [(first.user_attrs["checkpoint"], min(SCORING_ROWS, len(ctx.splits.test)))]  # once
+    top_k = ctx.study.spec.selection.top_k
+    assert top_k >= 2 and keeper.plan.full >= top_k  # the gate scores top_k models, the final one among them
+    assert keeper.plan.final_s == pytest.approx(top_k * (2.0 + 0.5 * len(ctx.splits.test)) + planning.REPORT_S)
+
+
+def test_a_scorer_that_cannot_be_timed_leaves_the_evaluation_speed_standing_in(
+        make_study: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    from hpo.search.runner import enqueue_initial, run_trials
+
+    monkeypatch.setenv("HPO_BUDGET", "2h")  # time enough for every trial, however slow the machine
+    ctx = search_context(make_study(search={"space": {"learning_rate": {"type": "float", "low": 1e-3,
+                                                                         "high": 1e-2}}}))
+    calls: list[int] = []
+
+    def broken(*args: Any, **kwargs: Any) -> tuple[float, float]:
+        calls.append(1)
+        raise RuntimeError("no pipeline for this model")
+
+    monkeypatch.setattr("hpo.final.time_scoring", broken)
+    said: list[str] = []
+    keeper = _keeper(ctx, left=7200.0, said=said)
+    enqueue_initial(ctx)
+    assert run_trials(ctx, max_trials=2, budget=keeper) == 2  # the search goes on
+    assert calls == [1]  # tried once
+    assert any("timing the unseen-data scorer failed (RuntimeError: no pipeline for this model)" in s for s in said)
+    costs = keeper._costs(ctx.optuna_study.get_trials())
+    assert costs.test_per_row == costs.eval_per_row * planning.PIPELINE_FACTOR
 
 
 def test_a_trial_running_past_the_search_deadline_is_cut(make_study: Callable[..., Path]) -> None:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from hpo.spec import LoadedStudy
 
 ATTR, CLOSED = planning.ATTR, planning.CLOSED
+SCORING_ROWS = 128  # validation rows the final stages' scorer is timed on, once a trial's model is kept
 
 
 def _clock(unix: float) -> str:
@@ -48,6 +49,7 @@ class BudgetKeeper:
         self.ends_at: float | None = None  # when the plan says the run ends (Unix seconds)
         self.models_after = 0  # base models still to search after this one (they share what is left)
         self.between: list[float] = []  # seconds per trial outside its training: the sampler, the store
+        self.scoring: dict[str, tuple[float, float] | None] = {}  # study name -> the scorer's timing (measure())
         self._shown: tuple[int, int] | None = None
         self._said_measuring = False
 
@@ -72,10 +74,12 @@ class BudgetKeeper:
             return False
         if not self.lead:
             return self._follow(ctx, watch)
-        now = time.time()
         trials = study.get_trials(deepcopy=False)
         complete = any(t.state.name == "COMPLETE" for t in trials)
-        costs = self._costs(trials)
+        if complete and study.study_name not in self.scoring:
+            self._time_scoring(ctx, trials)
+        now = time.time()
+        costs = self._costs(trials, self.scoring.get(study.study_name))
         if costs is None:
             if not self._said_measuring:
                 self._said_measuring = True
@@ -112,9 +116,29 @@ class BudgetKeeper:
             self.between.append(loop_s - wall)
 
     # -- planning -------------------------------------------------------------------------------------
-    def _costs(self, trials: list["optuna.trial.FrozenTrial"]) -> planning.Costs | None:
+    def _costs(self, trials: list["optuna.trial.FrozenTrial"],
+               scoring: tuple[float, float] | None = None) -> planning.Costs | None:
         profiles = [t.user_attrs.get("profile") or {} for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
-        return planning.measure(profiles, between_trials_s=self._between())
+        return planning.measure(profiles, between_trials_s=self._between(), scoring=scoring)
+
+    def _time_scoring(self, ctx: "SearchContext", trials: list["optuna.trial.FrozenTrial"]) -> None:
+        """The final stages score saved models through `transformers.pipeline`, at a speed the search's
+        evaluations do not tell (0.6-2.5x theirs per row, measured): time it once, on a kept trial model."""
+        from hpo.final import time_scoring
+        from hpo.search.trainer import kept_model
+        from hpo.study.workers import study_uid
+
+        uid = study_uid(ctx.optuna_study)
+        folder = next((m for t in trials if t.state.name == "COMPLETE" and (m := kept_model(t, uid))), None)
+        if folder is None:
+            return
+        name, timing = ctx.optuna_study.study_name, None
+        try:
+            timing = time_scoring(self.study, folder, ctx.splits, rows=min(SCORING_ROWS, len(ctx.splits.test)))
+        except Exception as e:  # only a timing: the final stages say what is wrong with the scorer
+            self.say(f"budget: timing the unseen-data scorer failed ({type(e).__name__}: {e}); planning with "
+                     "the search's evaluation speed")
+        self.scoring[name] = timing
 
     def _between(self) -> float:
         return sum(self.between) / len(self.between) if self.between else 0.0
