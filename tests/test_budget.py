@@ -132,6 +132,31 @@ def test_final_stages_are_costed_from_the_measured_speeds() -> None:
     assert planning.final_seconds(timed, SHAPE, Finals(top_k=3)) == pytest.approx(3 * test + report)
     assert planning.final_seconds(timed, SHAPE, Finals(top_k=1, retrain=True)) == pytest.approx(
         m * full_training + test + report)
+    # a task that settles a threshold on validation scores each gate candidate and the final model there first
+    settled = dataclasses.replace(SHAPE, settle_rows=500)
+    settle = 2.0 + 500 * 0.002
+    assert planning.final_seconds(timed, settled, Finals(top_k=3)) == pytest.approx(
+        3 * (settle + test) + settle + report)
+    assert planning.final_seconds(timed, settled, Finals(top_k=1)) == pytest.approx(settle + test + report)
+
+
+def test_the_keeper_counts_the_validation_rows_a_task_settles_on(
+        make_study: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from hpo.search.budgeting import BudgetKeeper
+    from hpo.spec import load_study
+    from hpo.tasks.multi_label import MultiLabelClassification
+
+    study = load_study(make_study(search={"space": {}}), budget="10m")
+    ctx = SimpleNamespace(splits=SimpleNamespace(train=[0] * 240, validation=[0] * 80, test=[0] * 70),
+                          trainer=SimpleNamespace())
+    keeper = BudgetKeeper(study, started=time.time())
+    assert keeper.shape(ctx, []).settle_rows == 0  # text classification settles nothing
+    assert MultiLabelClassification.settles_on_validation  # its threshold is chosen on validation
+    monkeypatch.setattr(type(study.task), "settles_on_validation", True)
+    shape = keeper.shape(ctx, [])
+    assert (shape.settle_rows, shape.validation_rows, shape.test_rows) == (80, 80, 70)
 
 
 def test_the_plan_fills_the_time_left_after_the_final_stages() -> None:

@@ -157,7 +157,8 @@ class BudgetKeeper:
         return planning.Shape(train_rows=len(splits.train), validation_rows=len(splits.validation),
                               pruning_rows=len(pruning) if pruning is not None else len(splits.validation),
                               test_rows=len(splits.test), full=full, rungs=rungs,
-                              reduction_factor=pruner.reduction_factor)
+                              reduction_factor=pruner.reduction_factor,
+                              settle_rows=len(splits.validation) if self.study.task.settles_on_validation else 0)
 
     def finals(self) -> planning.Finals:
         spec = self.study.spec

@@ -85,6 +85,8 @@ class Task(abc.ABC):
     binomial_metrics: ClassVar[frozenset[str]] = frozenset()
     # peft's task type: it keeps the task head trainable and saves it with a LoRA adapter (modules_to_save)
     peft_task_type: ClassVar[str] = "SEQ_CLS"
+    # finalize() scores the validation split (a threshold chosen on it): a time budget costs that in
+    settles_on_validation: ClassVar[bool] = False
 
     def __init__(self, options: TaskOptions | dict[str, Any] | None = None, *,
                  columns: Columns | None = None) -> None:

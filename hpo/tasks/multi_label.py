@@ -42,6 +42,7 @@ class MultiLabelClassification(Task):
     metrics = {"f1_micro": "maximize", "f1_macro": "maximize", "precision_micro": "maximize",
                "recall_micro": "maximize", "subset_accuracy": "maximize", "hamming_loss": "minimize"}
     default_metric = "f1_micro"
+    settles_on_validation = True
     options: MultiLabelOptions
 
     @classmethod
