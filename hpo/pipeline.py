@@ -86,7 +86,8 @@ def _watched(view: Any, reporter: Any, budget: "BudgetKeeper | None", n_trials: 
             view.trial_end()
         counts = count_trials(optuna_study)
         plan = budget.plan if budget is not None else None
-        ends = budget.ends_at if plan is not None else study_ends_at(optuna_study, n_trials, time.time())
+        # a budget's end is its plan's (none before the first trial has measured the speed), never a trial count's
+        ends = budget.ends_at if budget is not None else study_ends_at(optuna_study, n_trials, time.time())
         view.study(done=counts.finished, pruned=counts.pruned, failed=counts.failed,
                    best=progress.best_text(optuna_study), ends_at=ends, planned=plan.trials if plan else None)
     return on_trial

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import time
 from pathlib import Path
@@ -363,6 +364,34 @@ def test_a_scorer_that_cannot_be_timed_leaves_the_evaluation_speed_standing_in(
     assert any("timing the unseen-data scorer failed (RuntimeError: no pipeline for this model)" in s for s in said)
     costs = keeper._costs(ctx.optuna_study.get_trials())
     assert costs.test_per_row == costs.eval_per_row * planning.PIPELINE_FACTOR
+
+
+def test_the_study_status_shows_the_plans_end_once_there_is_a_plan(
+        make_study: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console
+
+    from hpo.live import LiveView, clock_time, opened
+    from hpo.pipeline import _watched
+    from hpo.search.runner import enqueue_initial, run_trials
+
+    monkeypatch.setenv("HPO_BUDGET", "2h")
+    ctx = search_context(make_study(search={"space": {"learning_rate": {"type": "float", "low": 1e-3,
+                                                                         "high": 1e-2}}}))
+    keeper = _keeper(ctx, left=7200.0, said=[])
+    out = io.StringIO()
+    view = LiveView(Console(file=out, force_terminal=False, width=300), total=None, metric="accuracy", every=0)
+    on_trial = _watched(view, lambda *args, **kwargs: None, keeper, ctx.study.spec.search.trial_cap)
+    enqueue_initial(ctx)
+    with opened(view):
+        on_trial(ctx.optuna_study, None)
+        assert run_trials(ctx, max_trials=2, budget=keeper, on_trial=on_trial) == 2
+    lines = out.getvalue().splitlines()
+    measuring = [ln for ln in lines if ln.startswith("status: trial 0:")]
+    planned = [ln for ln in lines if ln.startswith("status: trial 1:")]
+    assert measuring and not any("ends about" in ln for ln in measuring)  # no end to tell before a plan
+    # from the first step of the first planned trial, the plan's end (not the trial cap's, hours away)
+    assert planned and all(ln.endswith(f"ends about {clock_time(keeper.ends_at)}") for ln in planned), planned[:2]
+    assert all("study 1/~" in ln for ln in planned)
 
 
 def test_a_trial_running_past_the_search_deadline_is_cut(make_study: Callable[..., Path]) -> None:

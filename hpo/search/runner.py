@@ -128,8 +128,11 @@ def _run_trials(ctx: SearchContext, *, max_trials: int | None, timeout: float | 
             stale.fail(ctx.optuna_study)  # a dead worker's trial frees its slot
             time.sleep(POLL_SECONDS)
             continue
-        if budget is not None and not budget.should_start(ctx):
-            return ran
+        if budget is not None:
+            if not budget.should_start(ctx):
+                return ran
+            if on_trial is not None:
+                on_trial(ctx.optuna_study, None)  # the study bar shows the plan just made
         sampler.trial_id = None
         began = time.monotonic()
         error: Exception | None = None
