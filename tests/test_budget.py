@@ -92,7 +92,7 @@ def test_a_budget_picks_successive_halving_unless_the_file_names_a_pruner(make_s
 
 # -- the plan's arithmetic -------------------------------------------------------------------------------------
 
-COSTS = Costs(train_per_example=0.01, eval_per_row=0.001, trial_overhead=1.0, model_load=2.0, test_per_row=0.002)
+COSTS = Costs(train_per_example=0.01, eval_per_row=0.001, trial_overhead=1.0, test_overhead=2.0, test_per_row=0.002)
 # 1,000 training rows: one percent of an epoch is 10 examples, 0.1 s; a full trial trains 200 percent
 SHAPE = Shape(train_rows=1000, validation_rows=500, pruning_rows=100, test_rows=1000, full=200, rungs=(25, 75))
 
@@ -232,12 +232,12 @@ def test_costs_are_measured_from_trial_profiles() -> None:
                  "model_load": 0.7},
                 {"training": 5.0, "wall": 6.0}]  # no examples recorded: not a measurement
     costs = planning.measure(profiles, between_trials_s=0.5)
-    assert costs == Costs(train_per_example=0.01, eval_per_row=0.002, trial_overhead=2.5, model_load=0.7,
+    assert costs == Costs(train_per_example=0.01, eval_per_row=0.002, trial_overhead=2.5, test_overhead=0.7,
                           test_per_row=0.002 * planning.PIPELINE_FACTOR)
     assert planning.measure([{"training": 5.0, "wall": 6.0}]) is None
     # the final stages' scorer, once timed, replaces the stand-in for unseen rows and per scoring
     timed = planning.measure(profiles, between_trials_s=0.5, scoring=(0.004, 0.3))
-    assert (timed.test_per_row, timed.model_load) == (0.004, 0.3)
+    assert (timed.test_per_row, timed.test_overhead) == (0.004, 0.3)
     assert timed.eval_per_row == costs.eval_per_row and timed.train_per_example == costs.train_per_example
 
 

@@ -32,7 +32,7 @@ class Costs:
     train_per_example: float  # training, per example trained
     eval_per_row: float  # evaluation during the search, per validation row scored
     trial_overhead: float  # per trial besides training and evaluation: model set-up, reporting, saving, sampler
-    model_load: float  # per scoring of a saved model in the final stages, besides its rows: loading, pipeline
+    test_overhead: float  # per scoring of a saved model in the final stages, besides its rows: loading, pipeline
     test_per_row: float  # scoring unseen rows in the final stages
     scorer_timed: bool = False  # the two above timed on a saved model (a sample's rows: an upper figure)
 
@@ -97,7 +97,7 @@ def measure(profiles: Iterable[dict[str, Any]], *, between_trials_s: float = 0.0
     loads = [float(p.get("model_load") or 0.0) for p in rows]
     per_row, per_scoring = scoring or (eval_per_row * PIPELINE_FACTOR, max(loads))
     return Costs(train_per_example=train_s / examples, eval_per_row=eval_per_row,
-                 trial_overhead=sum(rest) / len(rest) + between_trials_s, model_load=per_scoring,
+                 trial_overhead=sum(rest) / len(rest) + between_trials_s, test_overhead=per_scoring,
                  test_per_row=per_row, scorer_timed=scoring is not None)
 
 
@@ -169,7 +169,7 @@ def final_seconds(costs: Costs, shape: Shape, finals: Finals) -> float:
     not done it, and the report. A timed scorer takes no margin: timed on a sample, it is slower per row than on
     a whole split sorted by length (4.7 against 4.0 ms, MiniLM, SST-2)."""
     def scoring(rows: int) -> float:
-        return (costs.model_load + rows * costs.test_per_row) * (1.0 if costs.scorer_timed else FINAL_MARGIN)
+        return (costs.test_overhead + rows * costs.test_per_row) * (1.0 if costs.scorer_timed else FINAL_MARGIN)
 
     test = scoring(shape.test_rows)
     settle = scoring(shape.settle_rows) if shape.settle_rows else 0.0
