@@ -283,13 +283,18 @@ def _keeper(ctx: Any, *, left: float, said: list[str]) -> Any:
     return BudgetKeeper(ctx.study, started=time.time() - budget + left, say=said.append)
 
 
+def _budgeted_context(make_study: Callable[..., Path], monkeypatch: pytest.MonkeyPatch, budget: str) -> Any:
+    """A search over the learning rate alone, with `budget` from HPO_BUDGET."""
+    monkeypatch.setenv("HPO_BUDGET", budget)
+    return search_context(make_study(search={"space": {"learning_rate": {"type": "float", "low": 1e-3,
+                                                                           "high": 1e-2}}}))
+
+
 def test_no_trial_starts_when_it_and_the_final_stages_would_pass_the_deadline(
         make_study: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> None:
     from hpo.search.runner import enqueue_initial, run_trials
 
-    monkeypatch.setenv("HPO_BUDGET", "10m")
-    ctx = search_context(make_study(search={"space": {"learning_rate": {"type": "float", "low": 1e-3,
-                                                                         "high": 1e-2}}}))
+    ctx = _budgeted_context(make_study, monkeypatch, "10m")
     said: list[str] = []
     keeper = _keeper(ctx, left=3.0, said=said)  # 3 s left: the first trial measures, nothing fits after it
     enqueue_initial(ctx)
@@ -321,9 +326,7 @@ def test_the_final_stages_are_planned_at_the_speed_of_the_timed_scorer(
     from hpo.search.budgeting import SCORING_ROWS
     from hpo.search.runner import enqueue_initial, run_trials
 
-    monkeypatch.setenv("HPO_BUDGET", "2h")  # time enough for every trial, however slow the machine
-    ctx = search_context(make_study(search={"space": {"learning_rate": {"type": "float", "low": 1e-3,
-                                                                         "high": 1e-2}}}))
+    ctx = _budgeted_context(make_study, monkeypatch, "2h")  # time enough for every trial, however slow the machine
     timed: list[tuple[str, int]] = []
 
     def scorer(study: Any, folder: str, splits: Any, *, rows: int) -> tuple[float, float]:
@@ -346,9 +349,7 @@ def test_a_scorer_that_cannot_be_timed_leaves_the_evaluation_speed_standing_in(
         make_study: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> None:
     from hpo.search.runner import enqueue_initial, run_trials
 
-    monkeypatch.setenv("HPO_BUDGET", "2h")  # time enough for every trial, however slow the machine
-    ctx = search_context(make_study(search={"space": {"learning_rate": {"type": "float", "low": 1e-3,
-                                                                         "high": 1e-2}}}))
+    ctx = _budgeted_context(make_study, monkeypatch, "2h")  # time enough for every trial, however slow the machine
     calls: list[int] = []
 
     def broken(*args: Any, **kwargs: Any) -> tuple[float, float]:
@@ -374,9 +375,7 @@ def test_the_study_status_shows_the_plans_end_once_there_is_a_plan(
     from hpo.pipeline import _watched
     from hpo.search.runner import enqueue_initial, run_trials
 
-    monkeypatch.setenv("HPO_BUDGET", "2h")
-    ctx = search_context(make_study(search={"space": {"learning_rate": {"type": "float", "low": 1e-3,
-                                                                         "high": 1e-2}}}))
+    ctx = _budgeted_context(make_study, monkeypatch, "2h")
     keeper = _keeper(ctx, left=7200.0, said=[])
     out = io.StringIO()
     view = LiveView(Console(file=out, force_terminal=False, width=300), total=None, metric="accuracy", every=0)
